@@ -1,0 +1,72 @@
+"""The trace: ordered frozen events, and state_at as pure indexing."""
+
+import dataclasses
+
+import pytest
+
+from virtio_lab.errors import VirtioLabError
+from virtio_lab.plug import plug
+from virtio_lab.virtio_pci import PlugError
+
+
+def test_events_are_frozen():
+    ev = plug("virtio-rng-pci").events[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.function = "x"
+
+
+def test_state_at_is_stable_when_stepping_back():
+    t = plug("virtio-net-pci")
+    mid = len(t) // 2
+    first = t.state_at(mid)
+    t.state_at(len(t) - 1)
+    assert t.state_at(mid) == first
+
+
+def test_each_capability_and_bar_is_its_own_step():
+    t = plug("virtio-net-pci")
+    caps = [e for e in t.events if e.function == "pci_add_capability"]
+    bars = [e for e in t.events if e.function == "pci_register_bar"]
+    assert [e.detail("cap_offset") for e in caps] == [0x40, 0x50, 0x60, 0x70, 0x84, 0x98]
+    assert sorted(e.detail("bar") for e in bars) == [0, 1, 4, 6]
+
+
+def test_capability_step_changes_list_head_and_status():
+    t = plug("virtio-net-pci")
+    e = next(e for e in t.events if e.function == "pci_add_capability")
+    assert {0x34, 0x06, 0x40, 0x41} <= set(e.touched("config"))
+    assert t.state_at(e.index).config[0x34] == 0x40
+    assert t.state_at(e.index - 1).config[0x34] == 0x00
+
+
+def test_replayed_writes_equal_final_state():
+    t = plug("virtio-scsi-pci", "q35", True)
+    assert t.state_at(-1).config == t.final.config
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("virtio-net-pci,disable-legacy=on,disable-modern=on",
+     "device cannot work as neither modern nor legacy mode is enabled"),
+    ("virtio-net-pci,iommu_platform=on",
+     "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor transitional device"),
+    ("virtio-gpu-pci,disable-legacy=on,disable-modern=on",
+     "device cannot work as neither modern nor legacy mode is enabled"),
+    ("virtio-net-pci,romsize=3000", "ROM size 3000 is not a power of two"),
+    ("virtio-net-pci,romfile=nosuch.rom", 'failed to find romfile "nosuch.rom"'),
+])
+def test_refused_combinations_use_qemu_message(spec, message):
+    with pytest.raises(PlugError) as err:
+        plug(spec)
+    assert message in str(err.value)
+    assert err.value.trace.events[-1].function == "error_setg"
+
+
+@pytest.mark.parametrize("spec", ["", "virtio-nope", "virtio-net-pci,vectors=-", "virtio-net-pci,mq=perhaps"])
+def test_bad_input_is_a_virtiolab_error(spec):
+    with pytest.raises(VirtioLabError):
+        plug(spec)
+
+
+def test_bad_machine():
+    with pytest.raises(VirtioLabError, match="q35"):
+        plug("virtio-net-pci", "pc", root_port=True)

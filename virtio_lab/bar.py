@@ -1,0 +1,62 @@
+"""BAR registration: the type bits in config space and a write mask that encodes the size."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import regs
+from .config_space import ConfigSpace
+from .state import Bar
+
+__all__ = ["pci_register_bar", "bar_offset"]
+
+
+def bar_offset(index: int) -> int:
+    """Config offset of BAR ``index`` (PCI_ROM_SLOT → 0x30)."""
+    return regs.PCI_ROM_ADDRESS if index == regs.PCI_ROM_SLOT else regs.PCI_BASE_ADDRESS_0 + 4 * index
+
+
+def pci_register_bar(cs: ConfigSpace, bar: Bar, why: str) -> None:
+    """Register a BAR: write its type bits, make the size-aligned address bits writable.
+
+    Mirrors hw/pci/pci.c: pci_register_bar. ``wmask = ~(size - 1)`` is what makes a
+    guest's all-ones write read back as the size mask; the ROM slot also gets its
+    enable bit writable; a 64-bit BAR takes two slots and a 64-bit mask.
+    """
+    size = bar.size
+    assert size & (size - 1) == 0, "BAR sizes are powers of two"
+    off = bar_offset(bar.index)
+    kind = {"io": "I/O", "mem32": "32-bit memory", "mem64": "64-bit memory", "rom": "expansion ROM"}[bar.kind]
+    pf = ", prefetchable" if bar.prefetchable else ""
+    with cs.tracer.call("pci_register_bar", "hw/pci/pci.c",
+                        f"Register BAR{bar.index if bar.index < 6 else ' ROM'} as {kind}{pf}, "
+                        f"{_human(size)}: {why}. The type bits go into 0x{off:02x}; the write mask "
+                        f"~(size-1) lets firmware discover the size by writing all ones.",
+                        bar=bar.index, size=size, kind=bar.kind, name=bar.name):
+        if bar.kind == "mem64":
+            cs.set(off, 4, bar.type_bits)
+            cs.set(off, 8, ~(size - 1) & 0xFFFFFFFFFFFFFFFF, "wmask")
+            cs.fill("cmask", off, 8, 0xFF)
+        else:
+            wmask = ~(size - 1) & 0xFFFFFFFF
+            if bar.index == regs.PCI_ROM_SLOT:
+                wmask |= regs.PCI_ROM_ADDRESS_ENABLE
+            cs.set(off, 4, bar.type_bits if bar.kind != "rom" else 0)
+            cs.set(off, 4, wmask, "wmask")
+            cs.fill("cmask", off, 4, 0xFF)
+        cs.tracer.set_facts(cs.tracer.facts.with_bar(bar))
+
+
+def add_regions(cs: ConfigSpace, index: int, *regions) -> None:
+    """Record subregions mapped into an already-registered BAR (memory_region_add_subregion)."""
+    facts = cs.tracer.facts
+    bar = facts.bar(index)
+    if bar is not None:
+        cs.tracer.set_facts(facts.with_bar(replace(bar, regions=bar.regions + tuple(regions))))
+
+
+def _human(size: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return f"{size} bytes"

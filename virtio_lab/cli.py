@@ -1,0 +1,131 @@
+"""Command line: ``python -m virtio_lab COMMAND ...`` (argparse subcommands).
+
+Every user error prints one line on stderr and exits 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from .errors import VirtioLabError
+
+__all__ = ["main", "build_parser"]
+
+PROG = "virtio_lab"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit 2) instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a -device spec, e.g. virtio-net-pci or virtio-blk-pci,disable-legacy=on")
+    p.add_argument("--machine", default="pc", help="pc (i440fx) or q35 (default: pc)")
+    p.add_argument("--root-port", action="store_true",
+                   help="plug behind a pcie-root-port (q35 only): the device becomes a PCIe endpoint")
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import MODELS, supported_types
+    from .spec import type_properties
+    if args.json:
+        out = {}
+        for name, info in sorted(supported_types().items()):
+            out[name] = {"virtio_id": info.model.virtio_id, "summary": info.model.summary,
+                         "variant": info.variant,
+                         "options": {p.name: {"type": p.type, "default": p.default}
+                                     for p in type_properties(name).values()
+                                     if not p.type.startswith("child<")}}
+        print(json.dumps(out, indent=1))
+        return 0
+    for m in MODELS.values():
+        names = [m.name] + ([f"{m.name}-transitional", f"{m.name}-non-transitional"] if m.variants else [])
+        print(f"{m.name:22} virtio id {m.virtio_id:2}  {m.summary}"
+              + ("  [modern only]" if m.forced_modern else ""))
+        if args.verbose:
+            if len(names) > 1:
+                print(f"{'':22} also: {', '.join(names[1:])}")
+            for p in type_properties(m.name).values():
+                if p.type.startswith("child<"):
+                    continue
+                default = "" if p.default is None else f" (default {p.default})"
+                print(f"{'':24}{p.name}=<{p.type}>{default}")
+    if not args.verbose:
+        print("\n(-v lists every option with its type and default; --json for machines)")
+    return 0
+
+
+def cmd_plug(args: argparse.Namespace) -> int:
+    from .plug import plug
+    from .virtio_pci import PlugError
+    try:
+        trace = plug(args.spec, args.machine, args.root_port)
+    except PlugError as err:
+        if err.trace is not None:
+            print(err.trace.narrate())
+        raise
+    print(trace.narrate())
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    from .dump import dump
+    from .plug import Machine
+    Machine(args.machine, args.root_port)  # machine errors are usage errors, not QEMU refusals
+    out = dump(args.spec, args.machine, args.root_port)
+    if args.json:
+        print(json.dumps(out))
+        return 2 if "error" in out else 0
+    if "error" in out:
+        raise VirtioLabError(out["error"])
+    cfg = bytes.fromhex(out["config"])
+    for row in range(0, len(cfg), 16):
+        print(f"{row:02x}: " + " ".join(f"{b:02x}" for b in cfg[row:row + 16]))
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "devices": ("list the device models and their options", cmd_devices),
+    "plug": ("narrate QEMU's plug path for a device, one event a line", cmd_plug),
+    "dump": ("print the plugged device's config space (--json: the oracle schema)", cmd_dump),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Step through how QEMU 7.2 plugs a virtio-pci device.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (models QEMU 7.2)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (help_text, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "devices":
+            p.add_argument("-v", "--verbose", action="store_true", help="list every option")
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            _add_target(p)
+        if name == "dump":
+            p.add_argument("--json", action="store_true", help="print the oracle JSON schema")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except VirtioLabError as err:
+        print(f"{PROG} {args.command}: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `| head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""A PCI function's configuration space: QEMU's per-byte arrays and its one write rule.
+
+Mirrors hw/pci/pci.c: ``config`` holds the bytes the guest reads, ``wmask`` the
+bits a guest write may change, ``w1cmask`` the bits a guest clears by writing 1,
+``cmask`` the bytes migration compares, and ``used`` the bytes taken by
+capabilities (pci_find_space looks for free runs in it).
+"""
+
+from __future__ import annotations
+
+from .bits import get_le
+from .trace import SPACES, Tracer, Write
+
+__all__ = ["ConfigSpace"]
+
+
+class ConfigSpace:
+    """The five arrays of one device, every store recorded on the tracer.
+
+    Stores made by the device model itself (``set``) bypass the masks, like QEMU's
+    pci_set_word(); guest stores go through :meth:`pci_default_write_config`.
+    """
+
+    def __init__(self, size: int, tracer: Tracer):
+        self.size = size
+        self.tracer = tracer
+        self.arrays = {name: bytearray(size) for name in SPACES}
+        self.config = self.arrays["config"]
+        self.wmask = self.arrays["wmask"]
+        self.w1cmask = self.arrays["w1cmask"]
+        self.cmask = self.arrays["cmask"]
+        self.used = self.arrays["used"]
+
+    # -- traced stores ------------------------------------------------------
+    def store(self, space: str, offset: int, new: bytes) -> None:
+        """Replace bytes of one array and record the write."""
+        arr = self.arrays[space]
+        old = bytes(arr[offset:offset + len(new)])
+        arr[offset:offset + len(new)] = new
+        self.tracer.record(Write(space, offset, old, bytes(new)))
+
+    def set(self, offset: int, width: int, value: int, space: str = "config") -> None:
+        """pci_set_byte/word/long/quad: a little-endian store that ignores the masks."""
+        self.store(space, offset, value.to_bytes(width, "little"))
+
+    def fill(self, space: str, offset: int, length: int, byte: int) -> None:
+        """memset over one array (pci_init_wmask's 0x40..end, pci_add_capability's masks)."""
+        self.store(space, offset, bytes([byte]) * length)
+
+    def set_bits(self, offset: int, width: int, bits: int, space: str = "config") -> None:
+        """pci_word_test_and_set_mask and friends: OR bits into a field."""
+        self.set(offset, width, self.get(offset, width, space) | bits, space)
+
+    def clear_bits(self, offset: int, width: int, bits: int, space: str = "config") -> None:
+        self.set(offset, width, self.get(offset, width, space) & ~bits, space)
+
+    def get(self, offset: int, width: int, space: str = "config") -> int:
+        return get_le(self.arrays[space], offset, width)
+
+    # -- the guest's view ---------------------------------------------------
+    def pci_default_read_config(self, addr: int, length: int) -> int:
+        """Mirrors hw/pci/pci.c: pci_default_read_config (a plain copy of the bytes)."""
+        return get_le(self.config, addr, length)
+
+    def pci_default_write_config(self, addr: int, value: int, length: int) -> None:
+        """Apply a guest write byte by byte: mask in the writable bits, then clear w1c bits.
+
+        Mirrors hw/pci/pci.c: pci_default_write_config. For each byte,
+        ``new = (old & ~wmask) | (val & wmask)`` and then ``new &= ~(val & w1cmask)``.
+        """
+        data = value.to_bytes(length, "little")
+        out = bytearray(self.config[addr:addr + length])
+        for i, v in enumerate(data):
+            w = self.wmask[addr + i]
+            w1c = self.w1cmask[addr + i]
+            out[i] = ((out[i] & ~w) | (v & w)) & ~(v & w1c) & 0xFF
+        self.store("config", addr, bytes(out))
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {name: bytes(arr) for name, arr in self.arrays.items()}

@@ -1,0 +1,172 @@
+"""plug(): run QEMU 7.2's plug path for one device on one machine and return its trace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from .devices import model_for, supported_types
+from .errors import VirtioLabError
+from .spec import DeviceSpec, parse_spec
+from .state import Facts, PlugState
+from .trace import SPACES, Event, Tracer
+from .virtio_pci import PlugError, VirtIOPCIProxy
+
+__all__ = ["Machine", "Trace", "plug", "MACHINES"]
+
+MACHINES = ("pc", "q35")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the device is plugged: the board, and whether a PCIe root port sits in between."""
+
+    name: str = "pc"
+    root_port: bool = False
+
+    def __post_init__(self):
+        if self.name not in MACHINES:
+            raise VirtioLabError(f"unknown machine '{self.name}': choose pc or q35")
+        if self.root_port and self.name != "q35":
+            raise VirtioLabError("a pcie-root-port needs a PCI Express machine: use --machine q35 "
+                                 "with --root-port")
+
+    @property
+    def bdf(self) -> str:
+        return "01:00.0" if self.root_port else "00:03.0"
+
+    @property
+    def bus_path(self) -> str:
+        if self.root_port:
+            return "pcie.0/pcie-root-port@02.0/rp0"
+        return "pcie.0" if self.name == "q35" else "pci.0"
+
+    @property
+    def pcie_port(self) -> bool:
+        """QEMU's pcie_port: the bus is PCI Express and not a root bus."""
+        return self.root_port
+
+    @property
+    def bus_is_express(self) -> bool:
+        return self.name == "q35"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}{' behind a pcie-root-port' if self.root_port else ''}"
+
+
+class Trace:
+    """The ordered events of one plug, and the state after any of them.
+
+    ``state_at(i)`` replays the writes of events 0..i onto zeroed arrays; a few
+    checkpoints keep that cheap, so stepping back and forth is indexing.
+    """
+
+    def __init__(self, spec: DeviceSpec, machine: Machine, events: tuple[Event, ...],
+                 size: int, error: VirtioLabError | None = None):
+        self.spec = spec
+        self.machine = machine
+        self.events = events
+        self.size = size
+        self.error = error
+        self._cache: dict[int, dict[str, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, i: int) -> Event:
+        return self.events[i]
+
+    def __iter__(self):
+        return iter(self.events)
+
+    def __repr__(self) -> str:
+        return (f"<Trace {self.spec.text!r} on {self.machine.label}: {len(self.events)} events"
+                f"{', refused' if self.error else ''}>")
+
+    def _arrays_at(self, i: int) -> dict[str, bytes]:
+        if i in self._cache:
+            return self._cache[i]
+        start = max((k for k in self._cache if k < i), default=-1)
+        arrays = ({n: bytearray(b) for n, b in self._cache[start].items()} if start >= 0
+                  else {n: bytearray(self.size) for n in SPACES})
+        for ev in self.events[start + 1:i + 1]:
+            for w in ev.writes:
+                arrays[w.space][w.offset:w.offset + w.width] = w.new
+        frozen = {n: bytes(b) for n, b in arrays.items()}
+        self._cache[i] = frozen
+        return frozen
+
+    def state_at(self, i: int) -> PlugState:
+        """The device as it stands after event ``i`` (negative indexes count from the end)."""
+        if not self.events:
+            raise IndexError("empty trace")
+        if i < 0:
+            i += len(self.events)
+        if not 0 <= i < len(self.events):
+            raise IndexError(f"step {i} is outside 0..{len(self.events) - 1}")
+        a = self._arrays_at(i)
+        return PlugState(a["config"], a["wmask"], a["w1cmask"], a["cmask"], a["used"],
+                         self.events[i].facts, i)
+
+    @cached_property
+    def final(self) -> PlugState:
+        return self.state_at(len(self.events) - 1)
+
+    def index_of(self, function: str, start: int = 0) -> int:
+        """The first event at or after ``start`` whose QEMU function is ``function``."""
+        for ev in self.events[start:]:
+            if ev.function == function:
+                return ev.index
+        raise VirtioLabError(f"no step calls {function}; the trace has: "
+                             f"{', '.join(sorted({e.function for e in self.events}))}")
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return tuple(e.function for e in self.events)
+
+    def narrate(self) -> str:
+        """One line per event: step, indentation by call depth, QEMU function, explanation."""
+        lines = []
+        for e in self.events:
+            w = sum(1 for x in e.writes if x.space == "config")
+            tag = f" [{w} config write{'s' if w != 1 else ''}]" if w else ""
+            lines.append(f"{e.index:3d} {'  ' * e.depth}{e.function}{' (cont.)' if e.continued else ''}: "
+                         f"{e.explanation}{tag}")
+        return "\n".join(lines)
+
+
+def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False) -> Trace:
+    """Plug one virtio-pci device the way QEMU 7.2 does and record every step.
+
+    ``spec`` is a ``-device`` string (``"virtio-net-pci,disable-legacy=on"``).
+    Raises :class:`~virtio_lab.errors.VirtioLabError` for bad input; a combination
+    QEMU refuses raises :class:`PlugError` with QEMU's message and ``.trace`` set to
+    the events up to the refusal.
+    """
+    m = machine if isinstance(machine, Machine) else Machine(machine, root_port)
+    ds = spec if isinstance(spec, DeviceSpec) else parse_spec(spec, tuple(sorted(supported_types())))
+    info = model_for(ds.type)
+    tracer = Tracer(Facts())
+    proxy = VirtIOPCIProxy(info, ds, tracer, bus_path=m.bus_path, pcie_port=m.pcie_port,
+                           bus_is_express=m.bus_is_express, bdf=m.bdf)
+    try:
+        proxy.instance_init()
+        with tracer.call("device_set_realized", "hw/core/qdev.c",
+                         f"Realize {ds.type} at {m.bdf} on {m.label}: run the realize chain "
+                         f"virtio_pci_dc_realize → pci_qdev_realize → virtio_pci_realize."):
+            proxy.virtio_pci_dc_realize()
+            with tracer.call("pci_qdev_realize", "hw/pci/pci.c",
+                             "The generic PCI realize: register the device on its bus, run the "
+                             "class realize (virtio_pci_realize), then add the option ROM."):
+                romsize = ds.value("romsize")
+                if romsize not in (None, 0xFFFFFFFF) and romsize & (romsize - 1):
+                    proxy.fail(f"ROM size {romsize} is not a power of two", where="pci_qdev_realize",
+                               source="hw/pci/pci.c")
+                proxy.do_pci_register_device()
+                proxy.virtio_pci_realize()
+                proxy.pci_add_option_rom()
+    except PlugError as err:
+        err.trace = Trace(ds, m, tracer.close(), proxy.cs.size if proxy.cs else 256, err)
+        raise
+    return Trace(ds, m, tracer.close(), proxy.cs.size)

@@ -1,0 +1,207 @@
+"""Parse a ``-device`` spec the way QEMU 7.2 does: type name, properties, typed values.
+
+The property set and defaults of every device type are QEMU's own, recorded from
+``qemu-system-x86_64 -device TYPE,help`` into ``data/props/TYPE.txt``. Values are
+checked by the property's QAPI type, with QEMU's error texts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from .errors import VirtioLabError
+
+__all__ = ["PropDef", "DeviceSpec", "parse_spec", "type_properties", "known_types"]
+
+_LINE = re.compile(r"^  ([A-Za-z0-9_.-]+)=<([^>]+>?)>\s*(?:-\s*(.*?))?\s*$")
+_DEFAULT = re.compile(r"\(default: (.*)\)\s*$")
+
+
+@dataclass(frozen=True)
+class PropDef:
+    """One QOM property of a device type: name, QAPI type, default (None when unset)."""
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+
+
+def _convert_default(ptype: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    text = text.strip('"')
+    if ptype == "bool":
+        return text == "true"
+    if ptype in ("uint8", "uint16", "uint32", "uint64", "int32", "int64", "int", "size"):
+        return int(text)
+    return text
+
+
+@lru_cache(maxsize=None)
+def type_properties(type_name: str) -> dict[str, PropDef]:
+    """The properties QEMU 7.2 lists for ``type_name`` (an empty dict if unknown)."""
+    try:
+        text = resources.files("virtio_lab").joinpath("data").joinpath("props").joinpath(f"{type_name}.txt").read_text()
+    except FileNotFoundError:
+        return {}
+    props: dict[str, PropDef] = {}
+    for line in text.splitlines()[1:]:
+        m = _LINE.match(line)
+        if not m:
+            continue
+        name, ptype, rest = m.group(1), m.group(2), m.group(3) or ""
+        d = _DEFAULT.search(rest)
+        help_text = _DEFAULT.sub("", rest).strip()
+        props[name] = PropDef(name, ptype, _convert_default(ptype, d.group(1) if d else None), help_text)
+    return props
+
+
+@lru_cache(maxsize=1)
+def known_types() -> tuple[str, ...]:
+    files = resources.files("virtio_lab").joinpath("data").joinpath("props")
+    return tuple(sorted(p.name[:-4] for p in files.iterdir() if p.name.endswith(".txt")))
+
+
+_BOOL_TRUE = ("on", "yes", "true", "y")
+_BOOL_FALSE = ("off", "no", "false", "n")
+_INT_RANGES = {
+    "uint8": (0, 0xFF, "uint8_t"), "uint16": (0, 0xFFFF, "uint16_t"),
+    "uint32": (0, 0xFFFFFFFF, "uint32_t"), "uint64": (0, 2**64 - 1, "uint64_t"),
+    "int32": (-(2**31), 2**31 - 1, "int32_t"), "int64": (-(2**63), 2**63 - 1, "int64_t"),
+    "int": (-(2**63), 2**63 - 1, "int64_t"),
+}
+_SIZE_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+                "p": 1 << 50, "e": 1 << 60}
+
+
+def _parse_int(text: str) -> int | None:
+    """QEMU's qemu_strtou64 with base 0: decimal, 0x hex, leading-0 octal."""
+    t = text.strip()
+    try:
+        if re.fullmatch(r"-?0[xX][0-9a-fA-F]+", t):
+            return int(t, 16)
+        if re.fullmatch(r"-?0[0-7]+", t):
+            return int(t, 8)
+        if re.fullmatch(r"-?[0-9]+", t):
+            return int(t, 10)
+    except ValueError:
+        return None
+    return None
+
+
+def parse_value(prop: PropDef, text: str) -> Any:
+    """Convert one property value from its spec text, raising QEMU's message on failure."""
+    t = prop.type
+    if t == "bool":
+        if text in _BOOL_TRUE:
+            return True
+        if text in _BOOL_FALSE:
+            return False
+        raise VirtioLabError(f"Parameter '{prop.name}' expects 'on' or 'off'")
+    if t == "OnOffAuto":
+        if text in ("on", "off", "auto"):
+            return text
+        raise VirtioLabError(f"Parameter '{prop.name}' does not accept value '{text}'")
+    if t in _INT_RANGES:
+        lo, hi, cname = _INT_RANGES[t]
+        v = _parse_int(text)
+        if v is None:
+            raise VirtioLabError(f"Parameter '{prop.name}' expects {'a number' if t.startswith('u') else 'an int64 value or range'}")
+        if v < 0 and t.startswith("u"):
+            v &= 2**64 - 1  # strtoull wraps negatives, then the range check refuses them
+        if not lo <= v <= hi:
+            raise VirtioLabError(f"Parameter '{prop.name}' expects {cname}")
+        return v
+    if t == "size":
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?|0[xX][0-9a-fA-F]+)\s*([bkmgtpeBKMGTPE]?)\s*", text)
+        if not m:
+            raise VirtioLabError(f"Parameter '{prop.name}' expects a non-negative number below 2^64\n"
+                                 "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                                 "peta- and exabytes, respectively.")
+        num = int(m.group(1), 0) if m.group(1).lower().startswith("0x") else float(m.group(1))
+        return int(num * _SIZE_SUFFIX[m.group(2).lower()])
+    return text  # str, links (backend ids), enums kept verbatim
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed ``-device`` spec: the type and the properties the user set, typed."""
+
+    type: str
+    options: tuple[tuple[str, Any], ...]
+    text: str
+
+    def get(self, name: str, default: Any = None) -> Any:
+        for k, v in reversed(self.options):
+            if k == name:
+                return v
+        return default
+
+    def has(self, name: str) -> bool:
+        return any(k == name for k, _ in self.options)
+
+    def value(self, name: str) -> Any:
+        """The effective value: the user's, else QEMU's default for this type."""
+        if self.has(name):
+            return self.get(name)
+        prop = type_properties(self.type).get(name)
+        return prop.default if prop else None
+
+
+def _split_options(text: str) -> list[str]:
+    """Split on commas; QEMU's option syntax writes a literal comma as ',,'."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == ",":
+            if i + 1 < len(text) and text[i + 1] == ",":
+                cur.append(",")
+                i += 2
+                continue
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
+    """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
+    if not isinstance(text, str) or not text.strip():
+        raise VirtioLabError("empty device spec: give a device type such as virtio-net-pci "
+                             "(python -m virtio_lab devices lists them)")
+    parts = _split_options(text.strip())
+    type_name = parts[0].strip()
+    if type_name.startswith("driver="):
+        type_name = type_name[len("driver="):]
+    known = supported if supported is not None else known_types()
+    if type_name not in known:
+        if type_properties(type_name) and supported is not None:
+            raise VirtioLabError(f"'{type_name}' needs a host backend that virtio_lab does not "
+                                 f"model; choose one of: {', '.join(known)}")
+        raise VirtioLabError(f"'{type_name}' is not a valid device model name; "
+                             f"choose one of: {', '.join(known)}")
+    props = type_properties(type_name)
+    options: list[tuple[str, Any]] = []
+    for part in parts[1:]:
+        if part == "":
+            continue
+        if "=" in part:
+            key, val = part.split("=", 1)
+        else:  # QEMU reads a bare name as name=on
+            key, val = part, "on"
+        if key in ("id", "bus"):
+            options.append((key, val))
+            continue
+        prop = props.get(key)
+        if prop is None:
+            raise VirtioLabError(f"Property '{type_name}.{key}' not found")
+        options.append((key, parse_value(prop, val)))
+    return DeviceSpec(type_name, tuple(options), text.strip())

@@ -1,0 +1,158 @@
+"""The observable record of a plug: frozen events in call order, replayable to any step.
+
+Python Tutor's idea applied to QEMU: run once, record every step, then render any
+index. An :class:`Event` names the QEMU function, explains it in plain words and
+lists the exact writes it made. :meth:`Trace.state_at` rebuilds the state after any
+event from those writes, so stepping back is indexing, never re-running.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+__all__ = ["Write", "Event", "Tracer", "SPACES"]
+
+#: The per-byte arrays QEMU keeps for a PCI device (hw/pci/pci.c: pci_config_alloc).
+SPACES = ("config", "wmask", "w1cmask", "cmask", "used")
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One store into one of the per-byte arrays: which array, where, and before/after."""
+
+    space: str
+    offset: int
+    old: bytes
+    new: bytes
+
+    @property
+    def width(self) -> int:
+        return len(self.new)
+
+    @property
+    def value(self) -> int:
+        """The stored value read little-endian (as QEMU's pci_set_* wrote it)."""
+        return int.from_bytes(self.new, "little")
+
+    @property
+    def old_value(self) -> int:
+        return int.from_bytes(self.old, "little")
+
+    def changed_offsets(self) -> tuple[int, ...]:
+        """Byte offsets whose value actually changed."""
+        return tuple(self.offset + i for i, (a, b) in enumerate(zip(self.old, self.new)) if a != b)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One step of the plug: a QEMU function (or a phase inside it) and what it wrote.
+
+    ``facts`` is the device's non-byte state after the step (BARs, bus tree,
+    features...), shared by reference between events until it changes.
+    """
+
+    index: int
+    function: str
+    source: str
+    explanation: str
+    depth: int
+    writes: tuple[Write, ...]
+    details: tuple[tuple[str, Any], ...]
+    facts: Any
+    continued: bool = False
+
+    def detail(self, key: str, default: Any = None) -> Any:
+        for k, v in self.details:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def citation(self) -> str:
+        """``file:function``, the way the docs cite QEMU."""
+        return f"{self.source}:{self.function}"
+
+    def changed(self, space: str = "config") -> frozenset[int]:
+        """Offsets of ``space`` whose value this event changed."""
+        return frozenset(o for w in self.writes if w.space == space for o in w.changed_offsets())
+
+    def touched(self, space: str = "config") -> frozenset[int]:
+        """Offsets of ``space`` this event wrote, changed or not."""
+        return frozenset(o for w in self.writes if w.space == space
+                         for o in range(w.offset, w.offset + w.width))
+
+
+@dataclass
+class _Segment:
+    function: str
+    source: str
+    explanation: str
+    depth: int
+    details: tuple[tuple[str, Any], ...]
+    continued: bool
+    writes: list[Write] = field(default_factory=list)
+
+
+class Tracer:
+    """Collects events while the emulation runs; passed explicitly, never global.
+
+    A call opens a segment; writes go to the innermost open segment. When a nested
+    call returns and its caller writes again, the caller gets a continuation event,
+    so the list stays in true execution order.
+    """
+
+    def __init__(self, facts: Any = None):
+        self.events: list[Event] = []
+        self.facts = facts
+        self._stack: list[tuple[str, str, int]] = []
+        self._open: _Segment | None = None
+
+    # -- structure -------------------------------------------------------
+    @contextmanager
+    def call(self, function: str, source: str, explanation: str, **details: Any) -> Iterator[None]:
+        """Enter a QEMU function: one event, nested under the caller."""
+        self._flush()
+        depth = len(self._stack)
+        self._stack.append((function, source, depth))
+        self._open = _Segment(function, source, explanation, depth, tuple(details.items()), False)
+        try:
+            yield
+        finally:
+            self._flush()
+            self._stack.pop()
+
+    def phase(self, explanation: str, **details: Any) -> None:
+        """Start a new event inside the current function (what it does next)."""
+        self._flush()
+        function, source, depth = self._stack[-1]
+        self._open = _Segment(function, source, explanation, depth, tuple(details.items()), True)
+
+    def annotate(self, **details: Any) -> None:
+        """Add details to the open event (e.g. the offset a capability landed at)."""
+        if self._open is None:
+            self.phase("(continued)")
+        assert self._open is not None
+        self._open.details = self._open.details + tuple(details.items())
+
+    def record(self, write: Write) -> None:
+        if self._open is None:
+            self.phase("(continued)")
+        assert self._open is not None
+        self._open.writes.append(write)
+
+    def set_facts(self, facts: Any) -> None:
+        self.facts = facts
+
+    def close(self) -> tuple[Event, ...]:
+        self._flush()
+        return tuple(self.events)
+
+    def _flush(self) -> None:
+        seg, self._open = self._open, None
+        if seg is None:
+            return
+        self.events.append(Event(len(self.events), seg.function, seg.source, seg.explanation,
+                                 seg.depth, tuple(seg.writes), seg.details, self.facts,
+                                 seg.continued))
