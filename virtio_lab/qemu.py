@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -120,8 +121,11 @@ class QTest:
 
     # -- process plumbing ------------------------------------------------
     def _drain_stderr(self):
-        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):
-            self._stderr.append(chunk)
+        try:
+            for chunk in iter(lambda: self.proc.stderr.read(4096), b""):
+                self._stderr.append(chunk)
+        except (OSError, ValueError):
+            pass
 
     def _on_timeout(self):
         self._timed_out = True
@@ -141,6 +145,13 @@ class QTest:
             self.proc.kill()
             self.proc.wait()
         err = self.stderr_text().strip()
+        rc = self.proc.returncode
+        if not err and rc is not None and rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = f"signal {-rc}"
+            err = f"qemu-system-x86_64 died of {name} without a message"
         if self._timed_out:
             raise QemuError(f"qemu timed out after {self.timeout:.0f}s: {err}")
         raise QemuError(f"qemu exited: {err}")
@@ -155,6 +166,7 @@ class QTest:
             self._wfile.close()
         except OSError:
             pass
+        self._err_thread.join(timeout=5)
         for f in (self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
@@ -290,11 +302,19 @@ def split_spec(spec: str):
     return name, opts
 
 
-def backend_args(spec: str, tmpdir: str | None = None):
+def _share_dir():
+    """An empty directory for 9p's fsdev (no guest runs, so nothing reads it);
+    a fixed name so that the recorded arguments are the same on every run."""
+    d = os.path.join(tempfile.gettempdir(), "virtio_lab_9p")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def backend_args(spec: str):
     """Extra QEMU arguments that create the backends a spec refers to.
 
     ``drive=ID`` -> a null-co blockdev; ``netdev=ID`` -> user networking;
-    ``fsdev=ID`` -> a local fsdev on ``tmpdir``; ``cryptodev=ID`` -> the
+    ``fsdev=ID`` -> a local fsdev on an empty directory; ``cryptodev=ID`` -> the
     builtin crypto backend; ``memdev=ID`` -> a RAM backend (plus the
     ``-m`` slots/maxmem that memory devices need); ``chardev=ID`` -> a null
     chardev; ``iothread=ID`` -> an iothread; ``rng=ID`` -> rng-random.
@@ -309,7 +329,7 @@ def backend_args(spec: str, tmpdir: str | None = None):
         elif k == "netdev":
             extra += ["-netdev", f"user,id={v}"]
         elif k == "fsdev":
-            extra += ["-fsdev", f"local,id={v},path={tmpdir or '/tmp'},security_model=none"]
+            extra += ["-fsdev", f"local,id={v},path={_share_dir()},security_model=none"]
         elif k == "cryptodev":
             extra += ["-object", f"cryptodev-backend-builtin,id={v}"]
         elif k == "memdev":
@@ -324,13 +344,18 @@ def backend_args(spec: str, tmpdir: str | None = None):
     return extra
 
 
+# backend references that the corpus names leave out (the oracle leaves out drive=d0)
+_PLUMBING = {("drive", "d0"), ("fsdev", "fs0"), ("mount_tag", "share"), ("cryptodev", "cr0"),
+             ("memdev", "mem0")}
+
+
 def case_id(spec: str, machine: str = "pc", root_port: bool = False) -> str:
     """File stem in the corpus naming: MACHINE__DEVICE[__OPT-VAL+OPT-VAL]."""
     name, opts = split_spec(spec)
     m = "q35rp" if root_port else machine
     parts = []
     for k, v in opts:
-        if k == "drive":       # the backend id is plumbing, not an option variant
+        if (k, v) in _PLUMBING:    # the standard backend ids are plumbing, not variants
             continue
         parts.append(k if v is None else f"{k}-{v}")
     s = f"{m}__{name}"
@@ -658,32 +683,31 @@ def probe(spec: str, machine: str = "pc", root_port: bool = False, *,
 
 def _run_group(specs, machine, root_port, lspci, timeout):
     """Probe several specs in one QEMU process; raise QemuError if QEMU refuses."""
-    with tempfile.TemporaryDirectory(prefix="virtio_lab_qemu_") as tmp:
-        extra_all, extras = [], []
-        for spec in specs:
-            e = backend_args(spec, tmp)
-            extras.append(e)
-            for j in range(0, len(e), 2):
-                pair = e[j:j + 2]
-                # -m may only be given once
-                if pair[0] == "-m" and "-m" in extra_all[::2]:
-                    continue
-                extra_all += pair
-        if root_port:
-            slots = [2] + [4 + i for i in range(len(specs) - 1)]
-        else:
-            slots = [PC_SLOT + i for i in range(len(specs))]
-        placed = list(zip(specs, slots))
-        with QTest(_qemu_args(machine, root_port, placed, extra_all), timeout=timeout) as qt:
-            qt.cmd("inl 0xcfc")          # QEMU is up (or has refused the device)
-            _setup_machine(qt, machine, root_port, placed)
-            bodies = []
-            for i, (spec, slot) in enumerate(placed):
-                if root_port:
-                    fn, bdf = PciConfig(qt, i + 1, 0), (1, 0, 0)
-                else:
-                    fn, bdf = PciConfig(qt, 0, slot), (0, PC_SLOT, 0)
-                bodies.append(_probe_one(qt, fn, machine, bdf))
+    extra_all, extras = [], []
+    for spec in specs:
+        e = backend_args(spec)
+        extras.append(e)
+        for j in range(0, len(e), 2):
+            pair = e[j:j + 2]
+            # -m may only be given once
+            if pair[0] == "-m" and "-m" in extra_all[::2]:
+                continue
+            extra_all += pair
+    if root_port:
+        slots = [2] + [4 + i for i in range(len(specs) - 1)]
+    else:
+        slots = [PC_SLOT + i for i in range(len(specs))]
+    placed = list(zip(specs, slots))
+    with QTest(_qemu_args(machine, root_port, placed, extra_all), timeout=timeout) as qt:
+        qt.cmd("inl 0xcfc")          # QEMU is up (or has refused the device)
+        _setup_machine(qt, machine, root_port, placed)
+        bodies = []
+        for i, (spec, slot) in enumerate(placed):
+            if root_port:
+                fn, bdf = PciConfig(qt, i + 1, 0), (1, 0, 0)
+            else:
+                fn, bdf = PciConfig(qt, 0, slot), (0, PC_SLOT, 0)
+            bodies.append(_probe_one(qt, fn, machine, bdf))
     return [_finish(s, machine, root_port, e, b, lspci) for s, e, b in zip(specs, extras, bodies)]
 
 
@@ -706,7 +730,7 @@ def probe_many(specs, machine: str = "pc", root_port: bool = False, *,
         try:
             results[i] = _run_group([spec], machine, root_port, lspci, timeout)[0]
         except QemuError as e:
-            results[i] = _finish(spec, machine, root_port, backend_args(spec, "/tmp"),
+            results[i] = _finish(spec, machine, root_port, backend_args(spec),
                                  {"error": str(e)})
 
     pending = list(range(len(specs)))
@@ -751,14 +775,13 @@ def fastest_config_read(spec: str, machine: str = "pc", root_port: bool = False)
     The cheapest possible real-QEMU look at a device (a benchmark baseline).
     """
     _check_machine(machine, root_port)
-    with tempfile.TemporaryDirectory(prefix="virtio_lab_qemu_") as tmp:
-        extra = backend_args(spec, tmp)
-        slot = 2 if root_port else PC_SLOT
-        placed = [(spec, slot)]
-        qt = QTest(_qemu_args(machine, root_port, placed, extra))
-        try:
-            _setup_machine(qt, machine, root_port, placed)
-            fn = PciConfig(qt, 1, 0) if root_port else PciConfig(qt, 0, slot)
-            return fn.read256()
-        finally:
-            qt.close()
+    extra = backend_args(spec)
+    slot = 2 if root_port else PC_SLOT
+    placed = [(spec, slot)]
+    qt = QTest(_qemu_args(machine, root_port, placed, extra))
+    try:
+        _setup_machine(qt, machine, root_port, placed)
+        fn = PciConfig(qt, 1, 0) if root_port else PciConfig(qt, 0, slot)
+        return fn.read256()
+    finally:
+        qt.close()
