@@ -143,9 +143,10 @@ def _net_config_len(s: DeviceSpec) -> int:
 
 def _net_get_features(s: DeviceSpec, f: int) -> int:
     f |= _net_property_features(s)  # + MAC (always), MTU and SPEED_DUPLEX (from their options)
-    if not s.has("netdev"):  # no peer: no vnet header, no UFO
-        for bit in _NET_NEED_VNET_HDR + _NET_NEED_UFO:
-            f &= ~_bit(bit)
+    # Neither "no peer" nor a user-mode (slirp) netdev offers a vnet header or UFO, so the
+    # offloads that need them go; a tap/vhost peer would keep them (not modelled).
+    for bit in _NET_NEED_VNET_HDR + _NET_NEED_UFO:
+        f &= ~_bit(bit)
     return f
 
 
@@ -168,7 +169,9 @@ def _net_device_config(s: DeviceSpec) -> bytes:
            + (1).to_bytes(2, "little")  # max_virtqueue_pairs
            + (s.value("host_mtu") or 0).to_bytes(2, "little")
            + (speed & 0xFFFFFFFF).to_bytes(4, "little") + bytes([duplex])
-           + bytes([40]) + (128).to_bytes(2, "little") + (0x1FF).to_bytes(4, "little"))
+           + bytes([40])  # rss_max_key_size
+           + (128 if f & _bit(60) else 1).to_bytes(2, "little")  # indirection table: RSS only
+           + (0x1FF).to_bytes(4, "little"))  # supported_hash_types
     return cfg[:_net_config_len(s)]
 
 
@@ -176,9 +179,9 @@ def _net_check(s: DeviceSpec, legacy: bool) -> None:
     _mac_bytes(s)
     for prop in ("rx_queue_size", "tx_queue_size"):
         v = s.value(prop)
-        lo, hi = (256, 1024) if prop == "rx_queue_size" else (256, 1024)
-        if v < lo or v > hi or v & (v - 1):
-            raise VirtioLabError(f"Invalid {prop} (= {v}), must be a power of 2 between {lo} and {hi}.")
+        if v < 256 or v > 1024 or v & (v - 1):
+            raise VirtioLabError(f"Invalid {prop} (= {v}), must be a power of 2 between 256 and 1024"
+                                 + ("." if prop == "rx_queue_size" else ""))
     if s.has("duplex") and s.value("duplex") not in ("half", "full"):
         raise VirtioLabError("'duplex' must be 'half' or 'full'")
     if s.value("speed") < -1:
@@ -226,6 +229,7 @@ def _blk_get_features(s: DeviceSpec, f: int) -> int:
 
 def _blk_device_config(s: DeviceSpec) -> bytes:
     sectors = NULL_CO_SECTORS
+    logical, physical = _blk_sizes(s)
     cyls = min(max(sectors // (16 * 63), 2), 16383)
     qsize = s.value("queue-size")
     seg_max = qsize - 2 if s.value("seg-max-adjust") else 126
@@ -233,25 +237,40 @@ def _blk_device_config(s: DeviceSpec) -> bytes:
         return v.to_bytes(n, "little")
     cfg = (le(sectors, 8) + le(0, 4) + le(seg_max, 4)  # capacity, size_max, seg_max
            + le(cyls, 2) + bytes([16, 63])  # geometry guessed for a disk with no partition table
-           + le(512, 4) + bytes([0, 0]) + le(0, 2) + le(0, 4)  # blk_size, topology
+           + le(logical, 4) + bytes([(physical // logical).bit_length() - 1, 0])
+           + le((s.value("min_io_size") or 0) // logical, 2)
+           + le((s.value("opt_io_size") or 0) // logical, 4)  # blk_size and topology
            + bytes([1, 0])  # wce (writeback cache), unused
            + le(_blk_num_queues(s), 2)
-           + le(s.value("max-discard-sectors"), 4) + le(1, 4) + le(1, 4)  # discard limits
+           + (le(s.value("max-discard-sectors"), 4) + le(1, 4) + le(1, 4) if s.value("discard")
+              else bytes(12))  # discard limits (zero when discard=off)
            + le(s.value("max-write-zeroes-sectors"), 4) + le(1, 4) + bytes([1]))
     return cfg[:_blk_config_len(s)]
 
 
+def _blk_sizes(s: DeviceSpec) -> tuple[int, int]:
+    """(logical, physical) block size: 512 unless set (blkconf_blocksizes on a null-co drive)."""
+    logical = s.value("logical_block_size") or 512
+    physical = s.value("physical_block_size") or 512
+    return logical, physical
+
+
 def _blk_check(s: DeviceSpec, legacy: bool) -> None:
+    if not s.has("drive"):
+        raise VirtioLabError("drive property not set",
+                             "add drive=d0: virtio_lab then models a 1 GiB null-co drive, "
+                             "like -blockdev driver=null-co,node-name=d0")
     n = _blk_num_queues(s)
     if n == 0:
         raise VirtioLabError("num-queues property must be larger than 0")
     q = s.value("queue-size")
     if q <= 2:
         raise VirtioLabError(f"invalid queue-size property ({q}), must be > 2")
-    if q & (q - 1):
-        raise VirtioLabError(f"invalid queue-size property ({q}), must be a power of 2")
-    if q > 1024:
-        raise VirtioLabError(f"invalid queue-size property ({q}), must be <= 1024")
+    if q & (q - 1) or q > 1024:
+        raise VirtioLabError(f"invalid queue-size property ({q}), must be a power of 2 (max 1024)")
+    logical, physical = _blk_sizes(s)
+    if logical > physical:
+        raise VirtioLabError("logical_block_size > physical_block_size not supported")
 
 
 # ----------------------------------------------------------------------------- scsi
@@ -266,7 +285,7 @@ def _scsi_check(s: DeviceSpec, legacy: bool) -> None:
                              "than %d." % (n, 1024 - 2))
     q = s.value("virtqueue_size")
     if q <= 2:
-        raise VirtioLabError(f"Invalid virtqueue_size (= {q}), must be > 2")
+        raise VirtioLabError(f"invalid virtqueue_size property (= {q}), must be > 2")
 
 
 def _scsi_device_config(s: DeviceSpec) -> bytes:
@@ -295,15 +314,13 @@ def _serial_get_features(s: DeviceSpec, f: int) -> int:
 def _serial_queues(s: DeviceSpec) -> list[int]:
     """Port 0's rx/tx, then (with MULTIPORT) the control rx/tx pair, then the other ports."""
     ports = s.value("max_ports")
-    if ports <= 1:
-        return [128, 128]
     return [128, 128, 32, 32] + [128, 128] * (ports - 1)
 
 
 def _serial_check(s: DeviceSpec, legacy: bool) -> None:
     ports = s.value("max_ports")
     if ports == 0:
-        raise VirtioLabError("maximum ports must be at least 1")
+        raise VirtioLabError("Maximum number of serial ports not specified")
     if ports > (1024 - 2) // 2:
         raise VirtioLabError(f"maximum ports supported: {(1024 - 2) // 2}")
 
@@ -339,6 +356,11 @@ def _balloon_check(s: DeviceSpec, legacy: bool) -> None:
         raise VirtioLabError("'free-page-hint' requires 'iothread' to be set")
 
 
+def _positive(s: DeviceSpec, prop: str) -> None:
+    if not s.value(prop):
+        raise VirtioLabError(f"'{prop}' parameter expects a positive integer")
+
+
 # ----------------------------------------------------------------------------- table
 def _fixed(n: int) -> Rule:
     return lambda s: n
@@ -362,7 +384,8 @@ _register(DeviceModel(
     rom="efi-virtio.rom", rom_size=256 * 1024,
     nvectors=lambda s: 2 * 1 + 2,  # 2 * max(peer queues, 1) + 2: one netdev queue pair
     config_len=_net_config_len,
-    queues=lambda s: [s.value("rx_queue_size"), s.value("tx_queue_size"), 64],
+    # tx queues stay at 256 unless the peer is vhost-user/vdpa (virtio_net_max_tx_queue_size)
+    queues=lambda s: [s.value("rx_queue_size"), min(s.value("tx_queue_size"), 256), 64],
     get_features=_net_get_features, device_config=_net_device_config,
     backend="netdev", realize_check=_net_check,
     realize_note="virtio_net_device_realize sizes the config from the feature properties "
@@ -405,6 +428,7 @@ _register(DeviceModel(
     name="virtio-rng-pci", vdev_type="virtio-rng-device", vdev_name="virtio-rng", virtio_id=4,
     pci_device_id=0x1005, class_id=0x00FF, summary="entropy source",
     nvectors=lambda s: 2, config_len=_fixed(0), queues=_q(8),
+    realize_check=lambda s, legacy: _positive(s, "period"),
 ))
 _register(DeviceModel(
     name="virtio-balloon-pci", vdev_type="virtio-balloon-device", vdev_name="virtio-balloon",
@@ -417,6 +441,21 @@ _register(DeviceModel(
     device_config=lambda s: bytes(_balloon_config_len(s)),
     class_code=lambda s: 0x00FF, realize_check=_balloon_check,
 ))
+def _require(prop: str, message: str, hint: str) -> Callable[[DeviceSpec, bool], None]:
+    def check(s: DeviceSpec, legacy: bool) -> None:
+        if not s.has(prop):
+            raise VirtioLabError(message, hint)
+    return check
+
+
+def _9p_check(s: DeviceSpec, legacy: bool) -> None:
+    if not s.has("fsdev"):
+        raise VirtioLabError("9pfs device couldn't find fsdev with the id = NULL",
+                             "add fsdev=fs0,mount_tag=share (virtio_lab models a local fsdev)")
+    if not s.value("mount_tag"):
+        raise VirtioLabError(f"fsdev with id {s.value('fsdev')} needs mount_tag arguments")
+
+
 _register(DeviceModel(
     name="virtio-9p-pci", vdev_type="virtio-9p-device", vdev_name="virtio-9p", virtio_id=9,
     pci_device_id=0x1009, class_id=0x0002, summary="9p file system sharing",
@@ -425,49 +464,98 @@ _register(DeviceModel(
     queues=_q(128), get_features=lambda s, f: f | _bit(0),
     device_config=lambda s: len((s.value("mount_tag") or "").encode()).to_bytes(2, "little")
     + (s.value("mount_tag") or "").encode(),
-    backend="fsdev",
+    backend="fsdev", realize_check=_9p_check,
 ))
-_register(DeviceModel(
-    name="virtio-gpu-pci", vdev_type="virtio-gpu-device", vdev_name="virtio-gpu", virtio_id=16,
-    pci_device_id=0, class_id=0x0380, summary="GPU (2D)", variants=False, forced_modern=True,
-    feature_names={0: "VIRGL", 1: "EDID", 2: "RESOURCE_UUID", 3: "RESOURCE_BLOB"},
-    default_vectors=3, config_len=_fixed(16), queues=_q(256, 16),
-    get_features=lambda s, f: f | (_bit(1) if s.value("edid") else 0) | (_bit(3) if s.value("blob") else 0),
-    device_config=lambda s: (0).to_bytes(4, "little") * 2 + s.value("max_outputs").to_bytes(4, "little")
-    + (0).to_bytes(4, "little"),
-))
+
+
+def _gpu_check(s: DeviceSpec, legacy: bool) -> None:
+    if s.value("max_outputs") > 16:
+        raise VirtioLabError("invalid max_outputs > 16")
+    if s.value("blob"):
+        raise VirtioLabError("cannot enable blob resources without udmabuf",
+                             "QEMU first warns 'open /dev/udmabuf: No such file or directory': "
+                             "the probed host has no udmabuf")
+
+
+def _gpu_model(name: str, class_id: int, summary: str, **kw) -> DeviceModel:
+    return DeviceModel(
+        name=name, vdev_type="virtio-gpu-device", vdev_name="virtio-gpu", virtio_id=16,
+        pci_device_id=0, class_id=class_id, summary=summary, variants=False, forced_modern=True,
+        feature_names={0: "VIRGL", 1: "EDID", 2: "RESOURCE_UUID", 3: "RESOURCE_BLOB"},
+        default_vectors=3, config_len=_fixed(16), queues=_q(64, 16),
+        get_features=lambda s, f: f | (_bit(1) if s.value("edid") else 0) | (_bit(3) if s.value("blob") else 0),
+        device_config=lambda s: (0).to_bytes(4, "little") * 2 + s.value("max_outputs").to_bytes(4, "little")
+        + (0).to_bytes(4, "little"),
+        realize_check=_gpu_check, **kw)
+
+
+_register(_gpu_model("virtio-gpu-pci", 0x0380, "GPU (2D)"))
+_register(_gpu_model("virtio-vga", 0x0300, "GPU with VGA compatibility (the boot display)",
+                     rom="vgabios-virtio.bin", rom_size=64 * 1024))
+
+#: largest config entry of each input device (name, ids, event bitmaps), from probes of 7.2
+_INPUT_MAX_ENTRY = {"keyboard": 29, "mouse": 43, "tablet": 43}
 for _name, _cls, _summary in (("keyboard", 0x0900, "keyboard"), ("mouse", 0x0902, "mouse"),
                               ("tablet", 0x0980, "tablet (absolute pointer)")):
+    def _input_len(s: DeviceSpec, _n: str = _name) -> int:
+        """virtio_input_device_realize: 8-byte header + the largest config entry."""
+        return 8 + max(_INPUT_MAX_ENTRY[_n], len((s.value("serial") or "").encode()))
     _register(DeviceModel(
         name=f"virtio-{_name}-pci", vdev_type=f"virtio-{_name}-device", vdev_name="virtio-input",
         virtio_id=18, pci_device_id=0, class_id=_cls, summary=f"input: {_summary}",
         variants=False, forced_modern=True, default_vectors=2,
-        config_len=_fixed({"keyboard": 37, "mouse": 51, "tablet": 51}[_name]), queues=_q(64, 64),
+        config_len=_input_len, queues=_q(64, 64),
+        device_config=lambda s, _f=_input_len: bytes(_f(s)),  # select = 0: nothing selected yet
     ))
+
+#: virtio_crypto_config as the builtin cryptodev backend fills it (status HW_READY, one data
+#: queue, cipher/hash/mac/akcipher services, algorithm masks, key limits, max request size)
+_CRYPTO_BUILTIN_CONFIG = bytes.fromhex(
+    "01000000" "01000000" "17000000" "08000000" "00000000" "04000000" "00000000" "00000000"
+    "00000000" "40000000" "00020000" "02000000" "e7ffffffffffff7f")
 _register(DeviceModel(
     name="virtio-crypto-pci", vdev_type="virtio-crypto-device", vdev_name="virtio-crypto",
     virtio_id=20, pci_device_id=0, class_id=0x00FF, summary="crypto accelerator",
     variants=False, forced_modern=True, default_vectors=2, config_len=_fixed(56),
-    queues=_q(1024, 1024), backend="cryptodev",
-    backend_note="a builtin cryptodev backend (-object cryptodev-backend-builtin)",
+    queues=_q(1024, 1024), backend="cryptodev", device_config=lambda s: _CRYPTO_BUILTIN_CONFIG,
+    realize_check=_require("cryptodev", "'cryptodev' parameter expects a valid object",
+                           "add cryptodev=cr0: virtio_lab models -object cryptodev-backend-builtin,id=cr0"),
 ))
+
+
+def _iommu_config(s: DeviceSpec) -> bytes:
+    le = int.to_bytes
+    return (le(0xFFFFFFFFFFFFF000, 8, "little")  # page_size_mask: 4 KiB pages
+            + le(0, 8, "little") + le(2**64 - 1, 8, "little")  # input_range
+            + le(0, 4, "little") + le(2**32 - 1, 4, "little")  # domain_range
+            + le(0x200, 4, "little")  # probe_size
+            + bytes([1 if s.value("boot-bypass") else 0, 0, 0, 0]))
+
+
 _register(DeviceModel(
     name="virtio-iommu-pci", vdev_type="virtio-iommu-device", vdev_name="virtio-iommu",
     virtio_id=23, pci_device_id=0, class_id=0x00FF, summary="paravirtual IOMMU",
     variants=False, forced_modern=True, config_len=_fixed(40), queues=_q(256, 256),
+    feature_names={0: "INPUT_RANGE", 1: "DOMAIN_RANGE", 2: "MAP_UNMAP", 3: "BYPASS", 4: "PROBE",
+                   5: "MMIO", 6: "BYPASS_CONFIG"},
+    get_features=lambda s, f: f | 0x77, device_config=_iommu_config,
     class_code=lambda s: s.value("class") or 0,
 ))
 _register(DeviceModel(
     name="virtio-mem-pci", vdev_type="virtio-mem", vdev_name="virtio-mem", virtio_id=24,
     pci_device_id=0, class_id=0x00FF, summary="hot-pluggable memory", variants=False,
     forced_modern=True, config_len=_fixed(56), queues=_q(128), backend="memdev",
-    backend_note="a RAM memory backend (-object memory-backend-ram)",
+    feature_names={0: "ACPI_PXM", 1: "UNPLUGGED_INACCESSIBLE"},
+    get_features=lambda s, f: f | _bit(0),  # ACPI_PXM: x86 machines describe memory with ACPI
+    realize_check=_require("memdev", "'memdev' property must be set",
+                           "add memdev=mem0: virtio_lab models -object memory-backend-ram,id=mem0"),
 ))
 _register(DeviceModel(
     name="virtio-pmem-pci", vdev_type="virtio-pmem", vdev_name="virtio-pmem", virtio_id=27,
     pci_device_id=0, class_id=0x00FF, summary="persistent memory", variants=False,
     forced_modern=True, config_len=_fixed(16), queues=_q(128), backend="memdev",
-    backend_note="a RAM memory backend (-object memory-backend-ram)",
+    realize_check=_require("memdev", "'memdev' property is not set",
+                           "add memdev=mem0: virtio_lab models -object memory-backend-ram,id=mem0"),
 ))
 
 

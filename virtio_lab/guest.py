@@ -156,6 +156,11 @@ def parse_console(text: str) -> dict:
             kind = parts[1]
             if kind == "G":
                 cur = (glob, parts[2]); glob[parts[2]] = []
+            elif kind == "PRE":
+                pre = devs.setdefault(parts[2], {})
+                cur = (pre, "config_before_drivers"); pre["config_before_drivers"] = []
+                dev = None
+                continue
             elif kind == "DEV":
                 dev = devs.setdefault(parts[2], {}); cur = None
             elif kind == "F" and dev is not None:
@@ -237,6 +242,11 @@ def _msix_table(lines) -> list:
     return out
 
 
+def _diff(before: bytes, after: bytes) -> list:
+    """Changed bytes as ``[offset, before, after]`` (what the drivers wrote)."""
+    return [[i, b, a] for i, (b, a) in enumerate(zip(before, after)) if a != b]
+
+
 def function_summary(d: dict) -> dict:
     """The comparable fields of one PCI function from its parsed console section."""
     cfg = bytes.fromhex(_text(d.get("config")))
@@ -267,8 +277,12 @@ def function_summary(d: dict) -> dict:
     msix = next((p for p, cid in caps if cid == 0x11), None)
     msix_ctrl = int.from_bytes(cfg[msix + 2:msix + 4], "little") if msix else None
     msi_irqs = [int(x) for x in _text(d.get("msi_irqs")).split()]
+    pre = _text(d.get("config_before_drivers"))
     out = {
         "config": cfg.hex(),
+        # before any driver: what SeaBIOS (and the Linux PCI core's enumeration) left
+        "config_before_drivers": pre or None,
+        "driver_writes": _diff(bytes.fromhex(pre), cfg) if pre else None,
         "config_length": len(cfg),
         "bars": bars,
         "rom_address": rom_reg & ~0x7FF if rom_reg & ~0x7FF else None,
@@ -318,7 +332,8 @@ def summarize(parsed: dict, spec: str, machine: str, root_port: bool) -> dict:
             break
     out = {
         "device": spec, "machine": machine, "root_port": root_port, "bdf": bdf,
-        **{k: fn[k] for k in ("config", "config_length", "bars", "rom_address",
+        **{k: fn[k] for k in ("config", "config_before_drivers", "driver_writes",
+                              "config_length", "bars", "rom_address",
                               "rom_enabled", "rom_linux", "command", "status_register",
                               "interrupt_line", "interrupt_pin", "msix_enabled",
                               "msix_function_masked")},

@@ -54,6 +54,7 @@ class KitError(RuntimeError):
 
 
 #: The initramfs /init (busybox sh).  Markers: ``@@VLAB G name`` (global field),
+#: ``@@VLAB PRE bdf`` (config space before any driver is loaded),
 #: ``@@VLAB DEV bdf`` then ``@@VLAB F name`` (per PCI function), ``@@VLAB END``.
 INIT_SCRIPT = r'''#!/bin/sh
 # virtio_lab guest kit: /init of the capture initramfs (runs under busybox).
@@ -68,6 +69,11 @@ mount -t devtmpfs devtmpfs /dev
 echo "@@VLAB BEGIN"
 echo "@@VLAB G kernel"
 uname -r
+# what firmware (SeaBIOS) and the Linux PCI core left, before any driver ran
+for d in /sys/bus/pci/devices/*; do
+    echo "@@VLAB PRE ${d##*/}"
+    hexdump -ve '1/1 "%02x"' "$d/config"; echo
+done
 for m in $(cat /modules.order); do
     insmod "/lib/modules/$m.ko" 2>/dev/null || echo "@@VLAB INSMOD-FAILED $m"
 done

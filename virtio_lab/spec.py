@@ -111,7 +111,7 @@ def parse_value(prop: PropDef, text: str) -> Any:
         lo, hi, cname = _INT_RANGES[t]
         v = _parse_int(text)
         if v is None:
-            raise VirtioLabError(f"Parameter '{prop.name}' expects {'a number' if t.startswith('u') else 'an int64 value or range'}")
+            raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
         if v < 0 and t.startswith("u"):
             v &= 2**64 - 1  # strtoull wraps negatives, then the range check refuses them
         if not lo <= v <= hi:

@@ -36,7 +36,7 @@ VIRTIO_LEGACY_ALLOWED = frozenset({1, 2, 3, 4, 5, 7, 8, 9, 11, 12})  # + RPMSG, 
 
 #: Debian's firmware files QEMU finds for romfile= (size in bytes), as shipped by
 #: ipxe-qemu and seabios in Debian 12.
-ROM_FILES = {"efi-virtio.rom": 249344, "vgabios-virtio.bin": 39424}
+ROM_FILES = {"efi-virtio.rom": 249344, "vgabios-virtio.bin": 39936}
 
 
 class PlugError(VirtioLabError):
@@ -285,10 +285,31 @@ class VirtIOPCIProxy:
                          "disable-legacy=on and disable-modern=off regardless of the spec.")
                 self.disable_legacy, self.disable_modern = "on", False
                 self.facts(modern=True, legacy=False)
-            if m.backend and not spec.has(m.backend):
-                tr.phase(f"No {m.backend}= was given: virtio_lab plugs the device with "
-                         f"{m.backend_note or 'a stand-in backend'}, as the real-QEMU captures do.")
+            if m.name == "virtio-iommu-pci" and self.pcie_port:
+                self.fail("virtio-iommu-pci must be plugged on the root bus", where=fn)
+            if m.name == "virtio-vga":
+                self.virtio_vga_layout()
             self.virtio_device_realize()
+
+    def virtio_vga_layout(self) -> None:
+        """virtio_vga_base_realize: VRAM in BAR0, virtio moved to BAR2 and to its end."""
+        tr, cs = self.tr, self.cs
+        assert cs is not None
+        pci_register_bar(cs, Bar(0, "mem32", 8 << 20, True, "vga.vram",
+                                 (Region("vga.vram", 0, 8 << 20, "vram"),)),
+                         "the VGA frame buffer (8 MiB of video RAM)")
+        self.modern_mem_bar_idx, self.msix_bar_idx, self.modern_io_bar_idx = 2, 4, 5
+        if self.mult == 4:
+            self.regions[0] = replace(self.regions[0], size=0x800)
+            self.regions[1] = replace(self.regions[1], size=0x800)
+        offset = self.modern_bar_size
+        for i in (3, 2, 1, 0):  # notify, device, isr, common: counted down from the BAR's end
+            offset -= self.regions[i].size
+            self.regions[i] = replace(self.regions[i], offset=offset)
+        tr.phase(f"virtio-vga moves the modern registers to BAR2 (MSI-X to BAR4, notify port to "
+                 f"BAR5) and packs the virtio regions at the end of BAR2 (common 0x{self.regions[0].offset:x}, "
+                 f"isr 0x{self.regions[1].offset:x}, device 0x{self.regions[2].offset:x}, notify "
+                 f"0x{self.regions[3].offset:x}), leaving its start for the VGA registers.")
 
     # -- Step 7-8 -------------------------------------------------------------
     def virtio_device_realize(self) -> None:
@@ -299,9 +320,19 @@ class VirtIOPCIProxy:
             with tr.call(fn, f"hw/virtio/{m.vdev_type}.c",
                          (m.realize_note or f"The device model checks its options, sizes its "
                           f"config space and creates its virtqueues.")):
-                m.realize_check(spec, self.legacy)
+                try:
+                    m.realize_check(spec, self.legacy)
+                except PlugError:
+                    raise
+                except VirtioLabError as err:
+                    self.fail(err.message, err.hint, where=fn, source=f"hw/virtio/{m.vdev_type}.c")
                 self.config_len = m.config_len(spec)
                 self.queues = m.queues(spec)
+                if len(self.queues) > regs.VIRTIO_QUEUE_MAX:
+                    self.fail("qemu-system-x86_64 died of SIGABRT without a message",
+                              f"virtio_add_queue aborts: {len(self.queues)} virtqueues are more than "
+                              f"VIRTIO_QUEUE_MAX ({regs.VIRTIO_QUEUE_MAX})", where=fn,
+                              source="hw/virtio/virtio.c")
                 self.device_config = m.device_config(spec)
                 tr.phase(f"virtio_init: device id {m.virtio_id} ({m.vdev_name}), config space "
                          f"{self.config_len} bytes, {len(self.queues)} virtqueue(s) of size "
