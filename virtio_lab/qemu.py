@@ -463,8 +463,10 @@ def _lspci(cfg: bytes, bus: int, dev: int, fn: int = 0):
         f.write("\n".join(lines) + "\n")
         path = f.name
     try:
-        r = subprocess.run([exe, "-F", path, "-vvv", "-nn"], capture_output=True, text=True,
-                           timeout=30)
+        # names come from pci.ids only: udev's hwdb (present once udev is installed) names
+        # subsystems differently, and the oracle was captured without it
+        r = subprocess.run([exe, "-O", "hwdb.disable=1", "-F", path, "-vvv", "-nn"],
+                           capture_output=True, text=True, timeout=30)
         return r.stdout + r.stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
