@@ -26,13 +26,11 @@ def pci_find_space(used: bytes | bytearray, size: int) -> int:
     Mirrors hw/pci/pci.c: pci_find_space (no alignment step: the dword rounding of
     ``used`` is what keeps capabilities aligned).
     """
-    offset = regs.PCI_CONFIG_HEADER_SIZE
-    for i in range(regs.PCI_CONFIG_HEADER_SIZE, regs.PCI_CONFIG_SPACE_SIZE):
-        if used[i]:
-            offset = i + 1
-        elif i - offset + 1 == size:
-            return offset
-    return 0
+    if size <= 0:
+        return 0
+    # the first run of ``size`` free bytes in 0x40..0xff is the first fit
+    offset = used.find(bytes(size), regs.PCI_CONFIG_HEADER_SIZE, regs.PCI_CONFIG_SPACE_SIZE)
+    return offset if offset > 0 else 0
 
 
 def pci_add_capability(cs: ConfigSpace, cap_id: int, size: int, name: str, explanation: str = "",

@@ -9,7 +9,7 @@ capabilities (pci_find_space looks for free runs in it).
 from __future__ import annotations
 
 from .bits import get_le
-from .trace import SPACES, Tracer, Write
+from .trace import SPACES, Tracer, new_write
 
 __all__ = ["ConfigSpace"]
 
@@ -34,14 +34,24 @@ class ConfigSpace:
     # -- traced stores ------------------------------------------------------
     def store(self, space: str, offset: int, new: bytes) -> None:
         """Replace bytes of one array and record the write."""
-        arr = self.arrays[space]
-        old = bytes(arr[offset:offset + len(new)])
-        arr[offset:offset + len(new)] = new
-        self.tracer.record(Write(space, offset, old, bytes(new)))
+        self.set_raw(space, offset, bytes(new))
 
     def set(self, offset: int, width: int, value: int, space: str = "config") -> None:
         """pci_set_byte/word/long/quad: a little-endian store that ignores the masks."""
-        self.store(space, offset, value.to_bytes(width, "little"))
+        self.set_raw(space, offset, value.to_bytes(width, "little"))
+
+    def set_raw(self, space: str, offset: int, new: bytes) -> None:
+        """The one traced store (``new`` must be ``bytes``): copy in, record old and new."""
+        arr = self.arrays[space]
+        end = offset + len(new)
+        old = bytes(arr[offset:end])
+        arr[offset:end] = new
+        write = new_write(space, offset, old, new)
+        seg = self.tracer._open  # Tracer.record, inlined: ~90 stores a plug
+        if seg is None:
+            self.tracer.record(write)
+        else:
+            seg.writes.append(write)
 
     def fill(self, space: str, offset: int, length: int, byte: int) -> None:
         """memset over one array (pci_init_wmask's 0x40..end, pci_add_capability's masks)."""

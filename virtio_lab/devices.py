@@ -49,6 +49,7 @@ FEATURE_NAMES_COMMON = {
 }
 
 Features = int
+_PROPERTY_FEATURES: dict[tuple[str, DeviceSpec], int] = {}
 Rule = Callable[[DeviceSpec], int]
 
 
@@ -89,10 +90,16 @@ class DeviceModel:
 
     def property_features(self, spec: DeviceSpec) -> int:
         """host_features as the properties set them (DEFINE_PROP_BIT64 on host_features)."""
-        f = 0
-        for prop, bit in {**COMMON_FEATURE_PROPS, **self.feature_props}.items():
-            if spec.value(prop):
-                f |= _bit(bit)
+        key = (self.name, spec)  # a plug asks several times; specs are frozen
+        f = _PROPERTY_FEATURES.get(key)
+        if f is None:
+            f = 0
+            for prop, bit in {**COMMON_FEATURE_PROPS, **self.feature_props}.items():
+                if spec.value(prop):
+                    f |= _bit(bit)
+            if len(_PROPERTY_FEATURES) > 1024:
+                _PROPERTY_FEATURES.clear()
+            _PROPERTY_FEATURES[key] = f
         return f
 
     def feature_name(self, bit: int) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from . import regs
 from .bar import pci_register_bar
 from .bits import align_up, pow2ceil
@@ -61,7 +59,7 @@ def msix_init_exclusive_bar(cs: ConfigSpace, nentries: int, bar_nr: int, dev_nam
             cs.set(cap + regs.PCI_MSIX_TABLE, 4, table_off | bar_nr)
             cs.set(cap + regs.PCI_MSIX_PBA, 4, pba_off | bar_nr)
             cs.set_bits(cap + regs.PCI_MSIX_FLAGS + 1, 1, 0xC0, "wmask")
-            tr.set_facts(replace(tr.facts, msix=(n, table_off, pba_off)))
+            tr.set_facts(tr.facts.evolve(msix=(n, table_off, pba_off)))
         regions = (Region("msix-table", table_off, n * regs.PCI_MSIX_ENTRY_SIZE, "msix-table"),
                    Region("msix-pba", pba_off, align_up(n, 64) // 8, "msix-pba"))
         pci_register_bar(cs, Bar(bar_nr, "mem32", bar_size, False, f"{dev_name}-msix", regions),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from .devices import model_for, supported_types
 from .errors import VirtioLabError
@@ -136,6 +136,22 @@ class Trace:
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=1)
+def _types() -> dict:
+    return supported_types()
+
+
+@lru_cache(maxsize=1)
+def _type_names() -> tuple[str, ...]:
+    return tuple(sorted(_types()))
+
+
+@lru_cache(maxsize=512)
+def _parse(text: str) -> DeviceSpec:
+    """parse_spec is pure and DeviceSpec is frozen, so a spec parsed once is reused."""
+    return parse_spec(text, _type_names())
+
+
 def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False) -> Trace:
     """Plug one virtio-pci device the way QEMU 7.2 does and record every step.
 
@@ -145,8 +161,9 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
     the events up to the refusal.
     """
     m = machine if isinstance(machine, Machine) else Machine(machine, root_port)
-    ds = spec if isinstance(spec, DeviceSpec) else parse_spec(spec, tuple(sorted(supported_types())))
-    info = model_for(ds.type)
+    ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec) if isinstance(spec, str)
+          else parse_spec(spec, _type_names()))
+    info = _types().get(ds.type) or model_for(ds.type)
     tracer = Tracer(Facts())
     proxy = VirtIOPCIProxy(info, ds, tracer, bus_path=m.bus_path, pcie_port=m.pcie_port,
                            bus_is_express=m.bus_is_express, bdf=m.bdf)

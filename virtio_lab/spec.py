@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -136,21 +136,27 @@ class DeviceSpec:
     options: tuple[tuple[str, Any], ...]
     text: str
 
+    @cached_property
+    def _set(self) -> dict[str, Any]:
+        """The options as a dict (a later duplicate wins, as in QEMU)."""
+        return dict(self.options)
+
+    @cached_property
+    def _effective(self) -> dict[str, Any]:
+        """QEMU's defaults for this type, overlaid with the user's options."""
+        values = {name: p.default for name, p in type_properties(self.type).items()}
+        values.update(self._set)
+        return values
+
     def get(self, name: str, default: Any = None) -> Any:
-        for k, v in reversed(self.options):
-            if k == name:
-                return v
-        return default
+        return self._set.get(name, default)
 
     def has(self, name: str) -> bool:
-        return any(k == name for k, _ in self.options)
+        return name in self._set
 
     def value(self, name: str) -> Any:
         """The effective value: the user's, else QEMU's default for this type."""
-        if self.has(name):
-            return self.get(name)
-        prop = type_properties(self.type).get(name)
-        return prop.default if prop else None
+        return self._effective.get(name)
 
 
 def _split_options(text: str) -> list[str]:

@@ -6,7 +6,7 @@ each event (shared until they change), so a snapshot at any step is cheap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .capability import CapWalk, ExtCapability, walk_capabilities, walk_ext_capabilities
@@ -75,12 +75,25 @@ class Facts:
     msix: tuple[int, int, int] | None = None  # (entries, table offset, pba offset)
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
+    def evolve(self, **changes: Any) -> "Facts":
+        """``dataclasses.replace`` for this record, without re-running __init__ (a plug calls
+        it a dozen times)."""
+        unknown = changes.keys() - _FACT_FIELDS
+        if unknown:
+            raise TypeError(f"Facts has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(Facts)
+        object.__setattr__(new, "__dict__", {**self.__dict__, **changes})
+        return new
+
     def with_bar(self, bar: Bar) -> "Facts":
         bars = tuple(b for b in self.bars if b.index != bar.index) + (bar,)
-        return replace(self, bars=tuple(sorted(bars, key=lambda b: b.index)))
+        return self.evolve(bars=tuple(sorted(bars, key=lambda b: b.index)))
 
     def bar(self, index: int) -> Bar | None:
         return next((b for b in self.bars if b.index == index), None)
+
+
+_FACT_FIELDS = frozenset(f.name for f in fields(Facts))
 
 
 @dataclass(frozen=True)

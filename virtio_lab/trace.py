@@ -8,17 +8,16 @@ event from those writes, so stepping back is indexing, never re-running.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Write", "Event", "Tracer", "SPACES"]
+__all__ = ["Write", "Event", "Tracer", "SPACES", "new_write"]
 
 #: The per-byte arrays QEMU keeps for a PCI device (hw/pci/pci.c: pci_config_alloc).
 SPACES = ("config", "wmask", "w1cmask", "cmask", "used")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Write:
     """One store into one of the per-byte arrays: which array, where, and before/after."""
 
@@ -45,7 +44,7 @@ class Write:
         return tuple(self.offset + i for i, (a, b) in enumerate(zip(self.old, self.new)) if a != b)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Event:
     """One step of the plug: a QEMU function (or a phase inside it) and what it wrote.
 
@@ -84,15 +83,16 @@ class Event:
                          for o in range(w.offset, w.offset + w.width))
 
 
-@dataclass
 class _Segment:
-    function: str
-    source: str
-    explanation: str
-    depth: int
-    details: tuple[tuple[str, Any], ...]
-    continued: bool
-    writes: list[Write] = field(default_factory=list)
+    """The event being collected: its function, explanation and writes so far."""
+
+    __slots__ = ("function", "source", "explanation", "depth", "details", "continued", "writes")
+
+    def __init__(self, function: str, source: str, explanation: str, depth: int,
+                 details: tuple[tuple[str, Any], ...], continued: bool):
+        self.function, self.source, self.explanation = function, source, explanation
+        self.depth, self.details, self.continued = depth, details, continued
+        self.writes: list[Write] = []
 
 
 class Tracer:
@@ -110,18 +110,25 @@ class Tracer:
         self._open: _Segment | None = None
 
     # -- structure -------------------------------------------------------
-    @contextmanager
-    def call(self, function: str, source: str, explanation: str, **details: Any) -> Iterator[None]:
-        """Enter a QEMU function: one event, nested under the caller."""
+    def call(self, function: str, source: str, explanation: str, **details: Any) -> "Tracer":
+        """Enter a QEMU function: one event, nested under the caller.
+
+        Use as ``with tracer.call(...):``; the tracer itself is the context manager
+        (the event opens here, and leaving the block returns to the caller), which
+        keeps the ~50 calls of a plug free of per-call objects.
+        """
         self._flush()
         depth = len(self._stack)
         self._stack.append((function, source, depth))
         self._open = _Segment(function, source, explanation, depth, tuple(details.items()), False)
-        try:
-            yield
-        finally:
-            self._flush()
-            self._stack.pop()
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        self._flush()
+        self._stack.pop()
 
     def phase(self, explanation: str, **details: Any) -> None:
         """Start a new event inside the current function (what it does next)."""
@@ -137,10 +144,12 @@ class Tracer:
         self._open.details = self._open.details + tuple(details.items())
 
     def record(self, write: Write) -> None:
-        if self._open is None:
+        seg = self._open
+        if seg is None:
             self.phase("(continued)")
-        assert self._open is not None
-        self._open.writes.append(write)
+            seg = self._open
+            assert seg is not None
+        seg.writes.append(write)
 
     def set_facts(self, facts: Any) -> None:
         self.facts = facts
@@ -153,6 +162,32 @@ class Tracer:
         seg, self._open = self._open, None
         if seg is None:
             return
-        self.events.append(Event(len(self.events), seg.function, seg.source, seg.explanation,
-                                 seg.depth, tuple(seg.writes), seg.details, self.facts,
-                                 seg.continued))
+        self.events.append(_new_event(len(self.events), seg.function, seg.source, seg.explanation,
+                                      seg.depth, tuple(seg.writes), seg.details, self.facts,
+                                      seg.continued))
+
+
+# Frozen dataclasses pay one object.__setattr__ per field in __init__; a plug makes
+# ~150 of these records, so the tracer builds them with one __dict__ assignment.
+_new_object = object.__new__
+_set = object.__setattr__
+
+
+def _new_write(space: str, offset: int, old: bytes, new: bytes) -> Write:
+    w = _new_object(Write)
+    _set(w, "__dict__", {"space": space, "offset": offset, "old": old, "new": new})
+    return w
+
+
+def _new_event(index: int, function: str, source: str, explanation: str, depth: int,
+               writes: tuple[Write, ...], details: tuple[tuple[str, Any], ...], facts: Any,
+               continued: bool) -> Event:
+    e = _new_object(Event)
+    _set(e, "__dict__", {"index": index, "function": function, "source": source,
+                         "explanation": explanation, "depth": depth, "writes": writes,
+                         "details": details, "facts": facts, "continued": continued})
+    return e
+
+
+#: Build a :class:`Write` without the per-field cost of the frozen dataclass __init__.
+new_write = _new_write

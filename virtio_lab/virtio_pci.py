@@ -102,7 +102,7 @@ class VirtIOPCIProxy:
         return not self.disable_modern
 
     def facts(self, **changes) -> None:
-        self.tr.set_facts(replace(self.tr.facts, **changes))
+        self.tr.set_facts(self.tr.facts.evolve(**changes))
 
     def fail(self, message: str, hint: str | None = None, where: str = "virtio_pci_device_plugged",
              source: str = VPC) -> None:
