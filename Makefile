@@ -11,13 +11,14 @@ PYTEST_ARGS ?=
 LAB_STAMP  := $(VENV)/.installed-lab
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: lab test bench app guest-kit fidelity clean help
+.PHONY: lab test bench app guest-kit guest-captures fidelity clean help
 
 help:
 	@echo "make lab        open JupyterLab on notebooks/00-start.ipynb (ARGS=--no-browser for headless)"
 	@echo "make test       run the whole suite: unit tests, notebooks (nbval), browser and QEMU checks"
 	@echo "make bench      run the benchmarks and print the budget table"
-	@echo "make fidelity   compare with the real-QEMU cases in tests/data/qemu-7.2"
+	@echo "make fidelity   compare the emulation with every real-QEMU case in tests/data"
+	@echo "make guest-kit  build the real Linux guest used by crosscheck --guest"
 	@echo "make clean      remove the venv and caches"
 
 $(BIN)/python:
@@ -43,8 +44,16 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# A real Linux guest (Debian's 6.1 cloud kernel + busybox) for crosscheck --guest;
+# stdlib only, into the ignored .guest-kit/ (needs apt-get download and qemu-system-x86).
+guest-kit:
+	$(PYTHON) -m virtio_lab.guest_kit build .guest-kit
+
+guest-captures: guest-kit
+	$(PYTHON) -m virtio_lab.guest regen --out tests/data/guest --jobs 2
+
 fidelity: $(LAB_STAMP)
-	$(BIN)/python tests/fidelity.py tests/data/qemu-7.2
+	$(BIN)/python -m pytest -q -o addopts= tests/test_fidelity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
