@@ -15,6 +15,7 @@ TEST_STAMP := $(VENV)/.installed-test
 
 help:
 	@echo "make lab        open JupyterLab on notebooks/00-start.ipynb (ARGS=--no-browser for headless)"
+	@echo "make app        serve the explorer as an app with Voila (notebooks/app.ipynb, no code shown)"
 	@echo "make test       run the whole suite: unit tests, notebooks (nbval), browser and QEMU checks"
 	@echo "make bench      run the benchmarks and print the budget table"
 	@echo "make fidelity   compare the emulation with every real-QEMU case in tests/data"
@@ -35,6 +36,10 @@ $(TEST_STAMP): pyproject.toml $(LAB_STAMP)
 
 lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab notebooks/00-start.ipynb $(ARGS)
+
+# Voila renders the notebook as an app: outputs only, one kernel per visitor.
+app: $(LAB_STAMP)
+	$(BIN)/voila notebooks/app.ipynb $(ARGS)
 
 # pytest exits 5 when it collected nothing: say so, but do not fail on it.
 test: $(TEST_STAMP)
