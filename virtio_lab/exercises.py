@@ -41,8 +41,10 @@ class _Bad(Exception):
 
 @lru_cache(maxsize=64)
 def _trace(spec: str, machine: str = "pc", root_port: bool = False):
-    from .plug import plug
-    return plug(spec, machine, root_port)
+    # through the package's lazy attribute, not ``from .plug import plug``: importing the
+    # submodule first would leave ``virtio_lab.plug`` naming the module, not the function
+    import virtio_lab
+    return virtio_lab.__getattr__("plug")(spec, machine, root_port)
 
 
 def _final(spec: str, machine: str = "pc", root_port: bool = False):
