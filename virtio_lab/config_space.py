@@ -37,8 +37,12 @@ class ConfigSpace:
         self.set_raw(space, offset, bytes(new))
 
     def set(self, offset: int, width: int, value: int, space: str = "config") -> None:
-        """pci_set_byte/word/long/quad: a little-endian store that ignores the masks."""
-        self.set_raw(space, offset, value.to_bytes(width, "little"))
+        """pci_set_byte/word/long/quad: a little-endian store that ignores the masks.
+
+        Like the C helpers (which take a uint8_t..uint64_t), a value wider than the
+        field keeps only its low bytes: class=65537 stores 0x0001.
+        """
+        self.set_raw(space, offset, (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little"))
 
     def set_raw(self, space: str, offset: int, new: bytes) -> None:
         """The one traced store (``new`` must be ``bytes``): copy in, record old and new."""

@@ -88,12 +88,15 @@ class Trace:
         if i in self._cache:
             return self._cache[i]
         start = max((k for k in self._cache if k < i), default=-1)
-        arrays = ({n: bytearray(b) for n, b in self._cache[start].items()} if start >= 0
-                  else {n: bytearray(self.size) for n in SPACES})
-        for ev in self.events[start + 1:i + 1]:
-            for w in ev.writes:
-                arrays[w.space][w.offset:w.offset + w.width] = w.new
-        frozen = {n: bytes(b) for n, b in arrays.items()}
+        base = self._cache[start] if start >= 0 else {n: bytes(self.size) for n in SPACES}
+        writes = [w for ev in self.events[start + 1:i + 1] for w in ev.writes]
+        frozen = dict(base)  # arrays no write touched stay shared with the earlier step
+        for name in {w.space for w in writes}:
+            arr = bytearray(base[name])
+            for w in writes:
+                if w.space == name:
+                    arr[w.offset:w.offset + w.width] = w.new
+            frozen[name] = bytes(arr)
         self._cache[i] = frozen
         return frozen
 
@@ -187,3 +190,15 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
         err.trace = Trace(ds, m, tracer.close(), proxy.cs.size if proxy.cs else 256, err)
         raise
     return Trace(ds, m, tracer.close(), proxy.cs.size)
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``import virtio_lab.plug`` rebinds the package attribute ``plug`` to this module
+    (the import system does that after any submodule import); keep ``virtio_lab.plug(...)``
+    working whichever import came first."""
+
+    def __call__(self, *args, **kwargs) -> Trace:
+        return plug(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
