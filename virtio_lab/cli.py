@@ -90,10 +90,34 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .plug import Machine
+    from .report import write_report
+    Machine(args.machine, args.root_port)
+    path = write_report(args.spec, args.output, args.machine, args.root_port)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB): open it in any browser, no network needed")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff
+    from .plug import Machine
+    Machine(args.machine, args.root_port)
+    mb = args.machine_b or args.machine
+    Machine(mb, args.root_port_b or (args.root_port and mb == args.machine))
+    d = diff(args.spec, args.spec_b, args.machine, args.root_port, machine_b=mb,
+             root_port_b=args.root_port_b or (args.root_port and mb == args.machine))
+    print(d)
+    return 1 if d else 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "devices": ("list the device models and their options", cmd_devices),
     "plug": ("narrate QEMU's plug path for a device, one event a line", cmd_plug),
     "dump": ("print the plugged device's config space (--json: the oracle schema)", cmd_dump),
+    "report": ("write one self-contained HTML file stepping through the plug (-o FILE)", cmd_report),
+    "diff": ("name what changes between two devices: bytes, capabilities, BARs, features",
+             cmd_diff),
 }
 
 
@@ -112,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
             _add_target(p)
         if name == "dump":
             p.add_argument("--json", action="store_true", help="print the oracle JSON schema")
+        if name == "report":
+            p.add_argument("-o", "--output", default="plug.html", help="where to write (default plug.html)")
+        if name == "diff":
+            p.add_argument("spec_b", help="the second -device spec")
+            p.add_argument("--machine-b", default=None, help="machine for SPEC_B (default: --machine)")
+            p.add_argument("--root-port-b", action="store_true", help="plug SPEC_B behind a pcie-root-port")
     return parser
 
 

@@ -1,0 +1,60 @@
+"""diff(a, b): bytes, capabilities, BARs and features, each named; text and HTML; the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import virtio_lab
+from virtio_lab.diff import diff
+
+
+def test_same_device_has_no_differences():
+    d = diff("virtio-net-pci", "virtio-net-pci")
+    assert not d and "no differences" in str(d)
+
+
+def test_disable_legacy_names_ids_and_bar0():
+    d = diff("virtio-net-pci", "virtio-net-pci,disable-legacy=on")
+    fields = {(c.structure, c.field) for c in d.bytes}
+    assert ("header", "device_id") in fields and ("header", "revision_id") in fields
+    dev = next(c for c in d.bytes if c.field == "device_id")
+    assert dev.old == bytes.fromhex("0010") and dev.new == bytes.fromhex("4110")  # 0x1000 -> 0x1041
+    assert any("removed BAR0" in b for b in d.bars)
+    assert any("legacy interface" in o for o in d.other)
+
+
+def test_vectors_change_msix_table():
+    d = diff("virtio-net-pci", "virtio-net-pci,vectors=2")
+    assert any("MSI-X" in c and "table_size 4 -> 2" in c for c in d.caps)
+    assert [c.field for c in d.bytes] == ["message_control"]
+
+
+def test_features_are_named():
+    d = diff("virtio-net-pci", "virtio-net-pci,mrg_rxbuf=off,mq=on")
+    assert "- MRG_RXBUF (bit 15)" in d.features
+    assert "+ MQ (bit 22)" in d.features
+
+
+def test_machine_change_and_html():
+    d = diff("virtio-net-pci", "virtio-net-pci", machine="pc", machine_b="q35", root_port_b=True)
+    assert any("added PCI Express" in c for c in d.caps)
+    page = d._repr_html_()
+    assert "PCI Express" in page and "<h4>capabilities" in page
+
+
+def test_traces_and_refusals():
+    a = virtio_lab.plug("virtio-rng-pci")
+    d = diff(a, "virtio-rng-pci,romfile=<b>x</b>")
+    assert d.errors[1] and "romfile" in d.errors[1]
+    assert "<b>x</b>" not in d._repr_html_()
+
+
+def test_cli_diff():
+    r = subprocess.run([sys.executable, "-m", "virtio_lab", "diff", "virtio-net-pci",
+                        "virtio-net-pci,disable-modern=on"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert "removed BAR4" in r.stdout and "virtio common" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "virtio_lab", "diff", "virtio-net-pci", "virtio-net-pci"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "no differences" in r.stdout

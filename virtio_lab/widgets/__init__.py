@@ -1,0 +1,13 @@
+"""Interactive layer (ipywidgets): the only package in virtio_lab that imports ipywidgets.
+
+``PlugExplorer(spec)`` steps through a plug with ◀ ▶, a slider, Play and "run to";
+``WhatIf()`` re-plugs on every change and shows the diff against the previous
+configuration. Both only index into a precomputed trace and feed ``widgets.HTML``
+from the pure views in :mod:`virtio_lab.views`, so their logic runs headless:
+set ``.value``, call ``.click()``, read ``.value`` back.
+"""
+
+from .explorer import PlugExplorer
+from .whatif import WhatIf
+
+__all__ = ["PlugExplorer", "WhatIf"]
