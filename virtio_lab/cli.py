@@ -90,6 +90,33 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lspci(args: argparse.Namespace) -> int:
+    from .lspci import lspci_text
+    from .plug import Machine
+    Machine(args.machine, args.root_port)
+    level = args.level if args.level else (None if args.verbose else 3)
+    print(lspci_text(args.spec, args.machine, args.root_port, level, args.verbose), end="")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain, render
+    if args.file == "-":
+        text = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(args.file, "rb") as fh:
+                text = fh.read()
+        except OSError as err:
+            raise VirtioLabError(f"cannot read {args.file}: {err.strerror}") from None
+    reports = explain(text)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=1))
+    else:
+        print(render(reports), end="")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .plug import Machine
     from .report import write_report
@@ -115,10 +142,21 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "devices": ("list the device models and their options", cmd_devices),
     "plug": ("narrate QEMU's plug path for a device, one event a line", cmd_plug),
     "dump": ("print the plugged device's config space (--json: the oracle schema)", cmd_dump),
+    "lspci": ("print the config space as lspci -x/-xxx/-xxxx does (-vvv: decoded)", cmd_lspci),
+    "explain": ("explain an lspci -x/-xxx/-xxxx dump from any VMM (FILE or -)", cmd_explain),
     "report": ("write one self-contained HTML file stepping through the plug (-o FILE)", cmd_report),
     "diff": ("name what changes between two devices: bytes, capabilities, BARs, features",
              cmd_diff),
 }
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from .crosscheck import run_cli
+    return run_cli(args)
+
+
+COMMANDS["crosscheck"] = ("plug SPEC into a local real QEMU and into the emulation; name every "
+                          "difference (--all: every device x machine)", cmd_crosscheck)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "devices":
             p.add_argument("-v", "--verbose", action="store_true", help="list every option")
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        elif name == "explain":
+            p.add_argument("file", help="a file holding lspci -x/-xxx/-xxxx output, or - for stdin")
+            p.add_argument("--json", action="store_true", help="one JSON object per device")
+        elif name == "crosscheck":
+            from .crosscheck import add_arguments
+            add_arguments(p)
         else:
             _add_target(p)
         if name == "dump":
@@ -142,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("spec_b", help="the second -device spec")
             p.add_argument("--machine-b", default=None, help="machine for SPEC_B (default: --machine)")
             p.add_argument("--root-port-b", action="store_true", help="plug SPEC_B behind a pcie-root-port")
+        if name == "lspci":
+            p.add_argument("-x", dest="level", action="store_const", const=1, help="64 bytes")
+            p.add_argument("-xxx", dest="level", action="store_const", const=3, help="256 bytes (default)")
+            p.add_argument("-xxxx", dest="level", action="store_const", const=4, help="4096 bytes")
+            p.add_argument("-v", dest="verbose", action="count", default=0,
+                           help="decode header, BARs and capabilities (-vv, -vvv: more)")
     return parser
 
 
