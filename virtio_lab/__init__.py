@@ -27,6 +27,7 @@ _LAZY = {
     "PlugError": "virtio_lab.virtio_pci",
     "ConfigAccess": "virtio_lab.access",
     "compare_dumps": "virtio_lab.compare",
+    "diff": "virtio_lab.diff",
 }
 
 __all__ = ["__version__", "QEMU_VERSION", *_LAZY]

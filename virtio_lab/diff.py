@@ -216,3 +216,14 @@ def diff(a: Any, b: Any, machine: str = "pc", root_port: bool = False,
             d.other.append(f"{what}: {va} -> {vb}")
     return d
 
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``import virtio_lab.diff`` rebinds the package attribute ``diff`` to this module;
+    keep ``virtio_lab.diff(a, b)`` working whichever import came first."""
+
+    def __call__(self, *args, **kwargs) -> Diff:
+        return diff(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

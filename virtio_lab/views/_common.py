@@ -75,6 +75,7 @@ CSS = """
 .vl-reg{position:absolute;top:0;bottom:0;border-right:1px solid rgba(128,128,128,.9);border-left:1px solid rgba(128,128,128,.9);overflow:hidden;white-space:nowrap;font-size:11px;padding:0 2px;min-width:2px;box-sizing:border-box;line-height:30px}
 .vl-table{border-collapse:collapse;font-size:12px}
 .vl-table td,.vl-table th{border-bottom:1px solid rgba(128,128,128,.3);padding:1px 8px 1px 0;text-align:left;vertical-align:top}
+.vl-table td.mono,.vl-table td:first-child{white-space:nowrap}
 .vl-warn{border-left:4px solid #d33;padding:2px 8px;margin:3px 0}
 .vl-ok{opacity:.75}
 .vl-tree ul{list-style:none;margin:0;padding-left:18px;border-left:1px dotted rgba(128,128,128,.7)}

@@ -94,13 +94,16 @@ def bar_map_html(source: Any, step: int | None = None, *, select: Any = None, cs
             sel = " vl-sel" if select is not None and select in (r.role, r.name) else ""
             tip = esc(f"{r.name}\n{r.role}: 0x{r.offset:x}..0x{r.offset + r.size - 1:x} ({r.size} bytes)", quote=True)
             out.append(f'<div class="vl-reg{sel}" style="left:{left:.3f}%;width:{width:.3f}%;'
-                       f'background:{ROLE_TINT.get(r.role, "rgba(128,128,128,.25)")}" data-bar="{b.index}" '
+                       f'background-color:{ROLE_TINT.get(r.role, "rgba(128,128,128,.25)")}" data-bar="{b.index}" '
                        f'data-role="{esc(r.role, quote=True)}" data-offset="{r.offset}" data-size="{r.size}" '
                        f'title="{tip}">{esc(label)}</div>')
         out.append('</div><table class="vl-table"><tr><th>region</th><th>role</th><th>offset</th>'
                    '<th>size</th><th>described by</th></tr>')
+        legacy_bar = any(r.role == "legacy" for r in b.regions)
         for r in b.regions:
             extra = _describer(windows, b.index, r)
+            if legacy_bar and r.role == "device":
+                extra = "the device-specific config, right after the legacy header (no capability: legacy drivers know it)"
             if r.role == "notify" and notify_mult is not None:
                 extra += f"; queue n notifies at 0x{r.offset:x} + n×{notify_mult}"
             if r.role == "legacy":

@@ -83,7 +83,7 @@ def chain_html(source: Any, step: int | None = None, *, select: Any = None, css:
         if select is not None and select == cap.offset:
             cls.append("vl-sel")
         badge = '<span class="vl-badge">NEW</span>' if cap.offset == newest else ""
-        out.append(f'<div class="{" ".join(cls)}" style="background:{_tint(cap.name)}" '
+        out.append(f'<div class="{" ".join(cls)}" style="background-color:{_tint(cap.name)}" '
                    f'data-off="{cap.offset}" data-id="{cap.id}" title="{esc(cap.name, quote=True)}">'
                    f'<b>0x{cap.offset:02x} {esc(cap.name)}</b> <span class="vl-kind">id 0x{cap.id:02x}'
                    f'</span>{badge}<table>{_fields_rows(cap)}</table>'
@@ -100,7 +100,7 @@ def chain_html(source: Any, step: int | None = None, *, select: Any = None, css:
             out.append('<div class="vl-arrow">(none: the header at 0x100 is zero)</div>')
         for e in ext:
             w = any(o in written for o in range(e.offset, e.offset + 4))
-            out.append(f'<div class="vl-node{" vl-w" if w else ""}" style="background:{PALETTE["ext"]}" '
+            out.append(f'<div class="vl-node{" vl-w" if w else ""}" style="background-color:{PALETTE["ext"]}" '
                        f'data-ext-off="{e.offset}" data-ext-id="{e.id}"><b>0x{e.offset:03x} '
                        f'{esc(_EXT_NAMES.get(e.id, f"ext cap 0x{e.id:04x}"))}</b> '
                        f'<span class="vl-kind">id 0x{e.id:04x} v{e.version}</span><br>'

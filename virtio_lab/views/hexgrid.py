@@ -78,7 +78,7 @@ def _cell(config: bytes, wmask: bytes, off: int, lab, fmt: tuple[str, ...], wide
             ft = f"{lab.structure} · {lab.field}\n{lab.meaning}"
         else:
             ft = _field_tip(config, lab)
-        style = f' style="background:{PALETTE[fam]}"' if fam != "free" else ""
+        style = f' style="background-color:{PALETTE[fam]}"' if fam != "free" else ""
         pf = per_field[key] = (fam, esc(ft, quote=True), style)
     fam, ft, style = pf
     where = _WHERE3[off] if wide else _WHERE2[off]
@@ -114,7 +114,7 @@ def _ext_label(ext_caps, off: int) -> Label:
 def _legend(families: Iterable[str]) -> str:
     names = {"hdr-id": "header: identity", "hdr-ctl": "header: control/status/pointers",
              "hdr-bar": "header: BARs, ROM"}
-    items = [f'<span><span class="vl-sw" style="background:{PALETTE[f]}"></span>{esc(names.get(f, f))}</span>'
+    items = [f'<span><span class="vl-sw" style="background-color:{PALETTE[f]}"></span>{esc(names.get(f, f))}</span>'
              for f in families if f != "free"]
     items.append('<span><span class="vl-sw vl-w"></span><b><u>written this step</u></b></span>')
     items.append('<span><span class="vl-sw vl-sel"></span>selected</span>')
