@@ -460,6 +460,8 @@ def _decode(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
     walk = walk_capabilities(cfg)
     is_virtio = r.vendor_id == 0x1AF4 and 0x1000 <= r.device_id <= 0x107F
     r.caps = [_decode_cap(cfg, c, is_virtio) for c in walk.caps]
+    for c in r.caps:
+        c["explanation"] = cap_explanation(c)
     for c in walk.caps:
         if c.offset + c.length > len(cfg):
             r.warnings.append(f"{_CAP_NAMES.get(c.id, 'capability')} at 0x{c.offset:02x} is cut off "
@@ -749,10 +751,10 @@ def render(reports: list[DeviceReport]) -> str:
         out.append("  Capabilities (chain order)" if r.caps else "  No capabilities")
         for c in r.caps:
             extra = {k: v for k, v in c.items()
-                     if k not in ("offset", "id", "name", "next", "virtio", "cfg_type_name")}
+                     if k not in ("offset", "id", "name", "next", "virtio", "cfg_type_name", "explanation")}
             label = c["name"] + (f" / virtio {c['cfg_type_name']}" if "cfg_type_name" in c else "")
             out.append(f"    [0x{c['offset']:02x}] {label} -> next 0x{c['next']:02x}")
-            why = cap_explanation(c)
+            why = c.get("explanation")
             if why:
                 out.append(f"          {why}")
             if extra:

@@ -62,6 +62,9 @@ _SUBCLASSES = {
     0x0C03: "USB controller",
 }
 
+_PROG_IFS = {(0x0300, 0x00): "VGA controller", (0x0300, 0x01): "8514 controller",
+             (0x0C03, 0x30): "XHCI", (0x0106, 0x01): "AHCI 1.0"}
+
 #: cfg_type names as lspci 3.9 prints them (SharedMemory only from pciutils 3.14)
 VIRTIO_CAP_NAMES = {1: "CommonCfg", 2: "Notify", 3: "ISR", 4: "DeviceCfg"}
 #: the spec's names, for our own decoding
@@ -251,29 +254,112 @@ _PORT_TYPES = {0: "Endpoint", 1: "Legacy Endpoint", 4: "Root Port (Slot-)", 5: "
 _SPEEDS = {1: "2.5GT/s", 2: "5GT/s", 3: "8GT/s", 4: "16GT/s", 5: "32GT/s", 6: "64GT/s"}
 
 
+_L0S = ["<64ns", "<128ns", "<256ns", "<512ns", "<1us", "<2us", "<4us", "unlimited"]
+_L1 = ["<1us", "<2us", "<4us", "<8us", "<16us", "<32us", "<64us", "unlimited"]
+_ASPM_CAP = {0: "not supported", 1: "L0s", 2: "L1", 3: "L0s L1"}
+_ASPM_CTL = ["Disabled", "L0s Enabled", "L1 Enabled", "L0s L1 Enabled"]
+_OBFF_CAP = ["Not Supported", "Via message", "Via WAKE#", "Via message/WAKE#"]
+_OBFF_CTL = ["Disabled", "Via message A", "Via message B", "Via WAKE#"]
+_CTO = {0: "50us to 50ms", 1: "50us to 100us", 2: "1ms to 10ms", 5: "16ms to 55ms", 6: "65ms to 210ms",
+        9: "260ms to 900ms", 10: "1s to 3.5s", 13: "4s to 13s", 14: "17s to 64s"}
+
+
 def _express_lines(config: bytes, o: int, head: str, verbose: int) -> list[str]:
-    """A compact PCI Express decode (the fields QEMU endpoints set)."""
-    flags = get_le(config, o + 2, 2)
-    out = [head + f"Express (v{flags & 0xF}) {_PORT_TYPES.get((flags >> 4) & 0xF, 'Unknown type')}, "
-           f"MSI {(flags >> 9) & 0x1F:02x}"]
+    """The PCI Express capability in lspci's -vv layout (endpoint registers)."""
+    def w(k: int) -> int:
+        return get_le(config, o + k, 2) if o + k + 2 <= len(config) else 0
+
+    def d(k: int) -> int:
+        return get_le(config, o + k, 4) if o + k + 4 <= len(config) else 0
+
+    flags = w(2)
+    ver, ptype = flags & 0xF, (flags >> 4) & 0xF
+    out = [head + f"Express (v{ver}) {_PORT_TYPES.get(ptype, 'Unknown type')}, MSI {(flags >> 9) & 0x1F:02x}"]
     if verbose < 2:
         return out
-    devcap = get_le(config, o + 4, 4)
-    devctl = get_le(config, o + 8, 2)
-    devsta = get_le(config, o + 10, 2)
-    lnkcap = get_le(config, o + 12, 4)
-    lnksta = get_le(config, o + 18, 2)
-    out.append(f"\tDevCap:\tMaxPayload {128 << (devcap & 7)} bytes, PhantFunc {(devcap >> 3) & 3}")
-    out.append(f"\t\t{_pm(devcap & 0x8000, 'RBE')} {_pm(devcap & 0x10000000, 'FLReset')}")
+    devcap, devctl, devsta = d(4), w(8), w(10)
+    lnkcap, lnkctl, lnksta = d(12), w(16), w(18)
+    out.append(f"\tDevCap:\tMaxPayload {128 << (devcap & 7)} bytes, PhantFunc {(devcap >> 3) & 3}, "
+               f"Latency L0s {_L0S[(devcap >> 6) & 7]}, L1 {_L1[(devcap >> 9) & 7]}")
+    power = ((devcap >> 18) & 0xFF) * [1.0, 0.1, 0.01, 0.001][(devcap >> 26) & 3]
+    out.append(f"\t\t{_pm(devcap & 0x20, 'ExtTag')} {_pm(devcap & 0x1000, 'AttnBtn')} "
+               f"{_pm(devcap & 0x2000, 'AttnInd')} {_pm(devcap & 0x4000, 'PwrInd')} "
+               f"{_pm(devcap & 0x8000, 'RBE')} {_pm(devcap & 0x10000000, 'FLReset')} "
+               f"SlotPowerLimit {power:g}W")
     out.append(f"\tDevCtl:\t{_pm(devctl & 1, 'CorrErr')} {_pm(devctl & 2, 'NonFatalErr')} "
                f"{_pm(devctl & 4, 'FatalErr')} {_pm(devctl & 8, 'UnsupReq')}")
+    out.append(f"\t\t{_pm(devctl & 0x10, 'RlxdOrd')} {_pm(devctl & 0x100, 'ExtTag')} "
+               f"{_pm(devctl & 0x200, 'PhantFunc')} {_pm(devctl & 0x400, 'AuxPwr')} "
+               f"{_pm(devctl & 0x800, 'NoSnoop')}"
+               + (f" {_pm(devctl & 0x8000, 'FLReset')}" if devcap & 0x10000000 else ""))
     out.append(f"\t\tMaxPayload {128 << ((devctl >> 5) & 7)} bytes, MaxReadReq {128 << ((devctl >> 12) & 7)} bytes")
     out.append(f"\tDevSta:\t{_pm(devsta & 1, 'CorrErr')} {_pm(devsta & 2, 'NonFatalErr')} "
                f"{_pm(devsta & 4, 'FatalErr')} {_pm(devsta & 8, 'UnsupReq')} "
                f"{_pm(devsta & 0x10, 'AuxPwr')} {_pm(devsta & 0x20, 'TransPend')}")
+    aspm = (lnkcap >> 10) & 3
+    lat = []
+    if aspm & 1:
+        lat.append(f"L0s {_L0S[(lnkcap >> 12) & 7]}")
+    if aspm & 2:
+        lat.append(f"L1 {_L1[(lnkcap >> 15) & 7]}")
     out.append(f"\tLnkCap:\tPort #{lnkcap >> 24}, Speed {_SPEEDS.get(lnkcap & 0xF, 'unknown')}, "
-               f"Width x{(lnkcap >> 4) & 0x3F}")
-    out.append(f"\tLnkSta:\tSpeed {_SPEEDS.get(lnksta & 0xF, 'unknown')}, Width x{(lnksta >> 4) & 0x3F}")
+               f"Width x{(lnkcap >> 4) & 0x3F}, ASPM {_ASPM_CAP[aspm]}"
+               + (f", Exit Latency {', '.join(lat)}" if lat else ""))
+    out.append(f"\t\t{_pm(lnkcap & 0x40000, 'ClockPM')} {_pm(lnkcap & 0x80000, 'Surprise')} "
+               f"{_pm(lnkcap & 0x100000, 'LLActRep')} {_pm(lnkcap & 0x200000, 'BwNot')} "
+               f"{_pm(lnkcap & 0x400000, 'ASPMOptComp')}")
+    out.append(f"\tLnkCtl:\tASPM {_ASPM_CTL[lnkctl & 3]}; RCB {128 if lnkctl & 8 else 64} bytes, "
+               f"{_pm(lnkctl & 0x10, 'Disabled')} {_pm(lnkctl & 0x40, 'CommClk')}")
+    out.append(f"\t\t{_pm(lnkctl & 0x80, 'ExtSynch')} {_pm(lnkctl & 0x100, 'ClockPM')} "
+               f"{_pm(lnkctl & 0x200, 'AutWidDis')} {_pm(lnkctl & 0x400, 'BWInt')} "
+               f"{_pm(lnkctl & 0x800, 'AutBWInt')}")
+    speed, width = lnksta & 0xF, (lnksta >> 4) & 0x3F
+    out.append(f"\tLnkSta:\tSpeed {_SPEEDS.get(speed, 'unknown')}"
+               + (" (downgraded)" if speed < (lnkcap & 0xF) else "")
+               + f", Width x{width}" + (" (downgraded)" if width < ((lnkcap >> 4) & 0x3F) else ""))
+    out.append(f"\t\t{_pm(lnksta & 0x400, 'TrErr')} {_pm(lnksta & 0x800, 'Train')} "
+               f"{_pm(lnksta & 0x1000, 'SlotClk')} {_pm(lnksta & 0x2000, 'DLActive')} "
+               f"{_pm(lnksta & 0x4000, 'BWMgmt')} {_pm(lnksta & 0x8000, 'ABWMgmt')}")
+    if ver < 2:
+        return out
+    dc2, dctl2 = d(36), w(40)
+    lc2, lctl2, lsta2 = d(44), w(48), w(50)
+    cto = dc2 & 0xF
+    ranges = "".join(c for i, c in enumerate("ABCD") if cto & (1 << i))
+    out.append(f"\tDevCap2: Completion Timeout: {'Range ' + ranges if cto else 'Not Supported'}, "
+               f"{_pm(dc2 & 0x10, 'TimeoutDis')} {_pm(dc2 & 0x400, 'NROPrPrP')} {_pm(dc2 & 0x800, 'LTR')}")
+    line = (f"\t\t {_pm(dc2 & 0x10000, '10BitTagComp')} {_pm(dc2 & 0x20000, '10BitTagReq')} "
+            f"OBFF {_OBFF_CAP[(dc2 >> 18) & 3]}, {_pm(dc2 & 0x100000, 'ExtFmt')} {_pm(dc2 & 0x200000, 'EETLPPrefix')}")
+    if dc2 & 0x200000:
+        line += f", MaxEETLPPrefixes {((dc2 >> 22) & 3) or 4}"
+    out.append(line)
+    epr = ["Not Supported", "Dev Specific", "Form Factor Dev Specific", "Reserved"][(dc2 >> 24) & 3]
+    out.append(f"\t\t EmergencyPowerReduction {epr}, {_pm(dc2 & 0x4000000, 'EmergencyPowerReductionInit')}")
+    out.append(f"\t\t {_pm(dc2 & 0x80000000, 'FRS')} {_pm(dc2 & 0x1000, 'TPHComp')} {_pm(dc2 & 0x2000, 'ExtTPHComp')}")
+    out.append(f"\t\t AtomicOpsCap: {_pm(dc2 & 0x80, '32bit')} {_pm(dc2 & 0x100, '64bit')} {_pm(dc2 & 0x200, '128bitCAS')}")
+    out.append(f"\tDevCtl2: Completion Timeout: {_CTO.get(dctl2 & 0xF, 'Unknown')}, "
+               f"{_pm(dctl2 & 0x10, 'TimeoutDis')} {_pm(dctl2 & 0x400, 'LTR')} "
+               f"{_pm(dctl2 & 0x1000, '10BitTagReq')} OBFF {_OBFF_CTL[(dctl2 >> 13) & 3]},")
+    out.append(f"\t\t AtomicOpsCtl: {_pm(dctl2 & 0x40, 'ReqEn')}")
+    if lc2:
+        sp = [v for k, v in sorted(_SPEEDS.items()) if lc2 & (1 << k)]
+        out.append(f"\tLnkCap2: Supported Link Speeds: {sp[0] + '-' + sp[-1] if sp else 'RsvdP'}, "
+                   f"Crosslink{'+' if lc2 & 0x100 else '-'} Retimer{'+' if lc2 & 0x800000 else '-'} "
+                   f"2Retimers{'+' if lc2 & 0x1000000 else '-'} DRS{'+' if lc2 & 0x80000000 else '-'}")
+    out.append(f"\tLnkCtl2: Target Link Speed: {_SPEEDS.get((lctl2 & 0xF) or 1, 'unknown')}, "
+               f"{_pm(lctl2 & 0x10, 'EnterCompliance')} {_pm(lctl2 & 0x20, 'SpeedDis')}")
+    margin = (lctl2 >> 7) & 7
+    out.append(f"\t\t Transmit Margin: {'Normal Operating Range' if margin == 0 else f'Value {margin}'}, "
+               f"{_pm(lctl2 & 0x400, 'EnterModifiedCompliance')} {_pm(lctl2 & 0x800, 'ComplianceSOS')}")
+    preset = (lctl2 >> 12) & 0xF
+    out.append("\t\t Compliance Preset/De-emphasis: "
+               + ("-6dB de-emphasis, 0dB preshoot" if preset == 0 else f"preset {preset}"))
+    out.append(f"\tLnkSta2: Current De-emphasis Level: {'-3.5dB' if lsta2 & 1 else '-6dB'}, "
+               f"{_pm(lsta2 & 2, 'EqualizationComplete')} {_pm(lsta2 & 4, 'EqualizationPhase1')}")
+    out.append(f"\t\t {_pm(lsta2 & 8, 'EqualizationPhase2')} {_pm(lsta2 & 0x10, 'EqualizationPhase3')} "
+               f"{_pm(lsta2 & 0x20, 'LinkEqualizationRequest')}")
+    cross = ["unsupported", "Upstream Port", "Downstream Port", "completed"][(lsta2 >> 8) & 3]
+    out.append(f"\t\t {_pm(lsta2 & 0x40, 'Retimer')} {_pm(lsta2 & 0x80, '2Retimers')} CrosslinkRes: {cross}")
     return out
 
 
@@ -292,6 +378,13 @@ def describe(config: bytes, bdf: str = "00:03.0", verbose: int = 3,
     ssv, ssid = get_le(config, 0x2C, 2), get_le(config, 0x2E, 2)
     cmd, sta = get_le(config, 4, 2), get_le(config, 6, 2)
     lines = [header_line(config, bdf, numeric=True)]
+    if verbose >= 1:
+        pi = config[0x09]
+        pname = _PROG_IFS.get((get_le(config, 0x0A, 2), pi))
+        if pname:
+            lines[0] += f" (prog-if {pi:02x} [{pname}])"
+        elif pi:
+            lines[0] += f" (prog-if {pi:02x})"
     if verbose >= 1:
         lines.append(f"\tSubsystem: {vendor_name(ssv)} Device [{ssv:04x}:{ssid:04x}]")
     if verbose >= 2:
