@@ -28,6 +28,7 @@ _LAZY = {
     "ConfigAccess": "virtio_lab.access",
     "compare_dumps": "virtio_lab.compare",
     "diff": "virtio_lab.diff",
+    "Session": "virtio_lab.session",
 }
 
 __all__ = ["__version__", "QEMU_VERSION", *_LAZY]

@@ -8,6 +8,7 @@ final state; the trace it came from is never changed.
 from __future__ import annotations
 
 from .bits import get_le
+from .errors import VirtioLabError
 from .pcie import PCI_EXP_DEVCTL_BCR_FLR
 from . import regs
 from .state import PlugState
@@ -27,16 +28,28 @@ class ConfigAccess:
         self.exp_cap = next((c.offset for c in caps if c.id == regs.CapID.EXP), 0)
         self.flr = flr and bool(self.exp_cap)
 
+    @staticmethod
+    def _check(addr: int, size: int) -> None:
+        if not isinstance(addr, int) or not isinstance(size, int) or addr < 0 or size not in (1, 2, 4):
+            raise VirtioLabError(f"a config access is 1, 2 or 4 bytes at a non-negative offset, "
+                                 f"not {size!r} bytes at {addr!r}")
+
     def config_read(self, addr: int, size: int) -> int:
         """pci_default_read_config: a copy of the bytes (all ones past the config size)."""
+        self._check(addr, size)
         if addr + size > self.size:
             return (1 << (8 * size)) - 1
         return get_le(self.config, addr, size)
 
     def config_write(self, addr: int, value: int, size: int) -> None:
-        """virtio_write_config: the write rule byte by byte, then the FLR self-clear."""
+        """virtio_write_config: the write rule byte by byte, then the FLR self-clear.
+
+        Only the low ``size`` bytes of ``value`` reach the device (the data bus is that wide).
+        """
+        self._check(addr, size)
         if addr + size > self.size:
             return
+        value &= (1 << (8 * size)) - 1
         for i, v in enumerate(value.to_bytes(size, "little")):
             o = addr + i
             w, w1c = self.wmask[o], self.w1cmask[o]

@@ -71,6 +71,31 @@ def cmd_plug(args: argparse.Namespace) -> int:
             print(err.trace.narrate())
         raise
     print(trace.narrate())
+    if args.save:
+        from .session import Session, save
+        path = save(Session.of(trace), args.save)
+        print(f"saved the session to {path} (python -m virtio_lab session {path} opens it)")
+    return 0
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    from .session import load
+    s = load(args.file)
+    trace = s.trace()
+    step = s.step % len(trace.events)
+    ev = trace.events[step]
+    acc = s.access()
+    if args.json:
+        print(json.dumps({**s.to_dict(), "function": ev.function,
+                          "config": bytes(acc.config[:acc.size]).hex()}))
+        return 0
+    print(f"{s.spec} on {trace.machine.label}: step {step} of {len(trace.events) - 1}")
+    print(f"{ev.index:3d} {ev.function}: {ev.explanation}")
+    print(f"config space after the plug and {len(s.writes)} guest "
+          f"write{'s' if len(s.writes) != 1 else ''}:")
+    cfg = bytes(acc.config[:256])
+    for row in range(0, len(cfg), 16):
+        print(f"{row:02x}: " + " ".join(f"{b:02x}" for b in cfg[row:row + 16]))
     return 0
 
 
@@ -147,6 +172,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "report": ("write one self-contained HTML file stepping through the plug (-o FILE)", cmd_report),
     "diff": ("name what changes between two devices: bytes, capabilities, BARs, features",
              cmd_diff),
+    "session": ("open a saved session (JSON): the step it shows, the config space after the "
+                "guest writes", cmd_session),
 }
 
 
@@ -173,11 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "explain":
             p.add_argument("file", help="a file holding lspci -x/-xxx/-xxxx output, or - for stdin")
             p.add_argument("--json", action="store_true", help="one JSON object per device")
+        elif name == "session":
+            p.add_argument("file", help="a session file saved by plug --save or Session.save")
+            p.add_argument("--json", action="store_true", help="the session plus its config bytes")
         elif name == "crosscheck":
             from .crosscheck import add_arguments
             add_arguments(p)
         else:
             _add_target(p)
+        if name == "plug":
+            p.add_argument("--save", metavar="FILE", help="also save the session as JSON to FILE")
         if name == "dump":
             p.add_argument("--json", action="store_true", help="print the oracle JSON schema")
         if name == "report":
@@ -205,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. `| head`
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a bug, not bad input: still one line, and a distinct status
+        print(f"{PROG} {args.command}: internal error: {type(err).__name__}: "
+              f"{' '.join(str(err).split())[:200]} (please report this as a bug)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,4 +18,5 @@ class VirtioLabError(ValueError):
         self.hint = hint
 
     def __str__(self) -> str:  # one line, hint appended the way QEMU prints it
-        return self.message if not self.hint else f"{self.message} ({self.hint})"
+        text = self.message if not self.hint else f"{self.message} ({self.hint})"
+        return " ".join(text.split("\n")) if "\n" in text else text

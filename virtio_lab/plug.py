@@ -12,7 +12,7 @@ from .state import Facts, PlugState
 from .trace import SPACES, Event, Tracer
 from .virtio_pci import PlugError, VirtIOPCIProxy
 
-__all__ = ["Machine", "Trace", "plug", "MACHINES"]
+__all__ = ["Machine", "Trace", "plug", "MACHINES", "StepError"]
 
 MACHINES = ("pc", "q35")
 
@@ -53,6 +53,10 @@ class Machine:
     @property
     def label(self) -> str:
         return f"{self.name}{' behind a pcie-root-port' if self.root_port else ''}"
+
+
+class StepError(VirtioLabError, IndexError):
+    """A step outside the trace (an IndexError too, so ``trace.state_at`` indexes like a list)."""
 
 
 class Trace:
@@ -103,11 +107,14 @@ class Trace:
     def state_at(self, i: int) -> PlugState:
         """The device as it stands after event ``i`` (negative indexes count from the end)."""
         if not self.events:
-            raise IndexError("empty trace")
+            raise StepError("empty trace: nothing was plugged")
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise StepError(f"a step is an event index (an integer), not {type(i).__name__}")
+        n = len(self.events)
+        if not -n <= i < n:
+            raise StepError(f"step {i} is outside 0..{n - 1}")
         if i < 0:
-            i += len(self.events)
-        if not 0 <= i < len(self.events):
-            raise IndexError(f"step {i} is outside 0..{len(self.events) - 1}")
+            i += n
         a = self._arrays_at(i)
         return PlugState(a["config"], a["wmask"], a["w1cmask"], a["cmask"], a["used"],
                          self.events[i].facts, i)

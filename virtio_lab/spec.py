@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import VirtioLabError
 
-__all__ = ["PropDef", "DeviceSpec", "parse_spec", "type_properties", "known_types"]
+__all__ = ["PropDef", "DeviceSpec", "parse_spec", "type_properties", "known_types", "qdict_order"]
 
 _LINE = re.compile(r"^  ([A-Za-z0-9_.-]+)=<([^>]+>?)>\s*(?:-\s*(.*?))?\s*$")
 _DEFAULT = re.compile(r"\(default: (.*)\)\s*$")
@@ -120,9 +120,9 @@ def parse_value(prop: PropDef, text: str) -> Any:
     if t == "size":
         m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?|0[xX][0-9a-fA-F]+)\s*([bkmgtpeBKMGTPE]?)\s*", text)
         if not m:
-            raise VirtioLabError(f"Parameter '{prop.name}' expects a non-negative number below 2^64\n"
+            raise VirtioLabError(f"Parameter '{prop.name}' expects a non-negative number below 2^64",
                                  "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                                 "peta- and exabytes, respectively.")
+                                 "peta- and exabytes, respectively.")  # QEMU prints this hint on a 2nd line
         num = int(m.group(1), 0) if m.group(1).lower().startswith("0x") else float(m.group(1))
         return int(num * _SIZE_SUFFIX[m.group(2).lower()])
     return text  # str, links (backend ids), enums kept verbatim
@@ -178,6 +178,35 @@ def _split_options(text: str) -> list[str]:
     return parts
 
 
+#: QDICT_BUCKET_MAX in QEMU's qobject/qdict.c: the hash table size of a QDict.
+_QDICT_BUCKETS = 512
+
+
+def _qdict_bucket(key: str) -> int:
+    """The bucket QEMU's QDict files ``key`` under (qobject/qdict.c: tdb_hash, mod 512).
+
+    The hash (from the TDB project): start from the key length times 0x238F13AF, add
+    each byte shifted left by ``5*i mod 24`` bits, then one linear-congruential step;
+    all in 32-bit unsigned arithmetic."""
+    raw = key.encode()
+    h = (0x238F13AF * len(raw)) & 0xFFFFFFFF
+    for i, byte in enumerate(raw):
+        h = (h + (byte << (i * 5 % 24))) & 0xFFFFFFFF
+    return ((1103515243 * h + 12345) & 0xFFFFFFFF) % _QDICT_BUCKETS
+
+
+def qdict_order(keys: list[str]) -> list[str]:
+    """``keys`` (distinct, in insertion order) in the order QEMU's ``qdict_first/next`` visits them.
+
+    qdev_device_add turns the -device options into a QDict and sets the properties
+    by walking it (qdev-monitor.c: qdev_device_add_from_qdict ->
+    object_set_properties_from_keyval), so a spec with several bad values fails on
+    the first one in *this* order, not the first one written: buckets in index
+    order, and within a bucket the key written first first (entries are pushed at
+    the head of a bucket's list, and the copy qdev keeps of the dict reverses that)."""
+    return [k for _, _, k in sorted((_qdict_bucket(k), i, k) for i, k in enumerate(keys))]
+
+
 def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
     """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
     if not isinstance(text, str) or not text.strip():
@@ -195,19 +224,25 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         raise VirtioLabError(f"'{type_name}' is not a valid device model name; "
                              f"choose one of: {', '.join(known)}")
     props = type_properties(type_name)
-    options: list[tuple[str, Any]] = []
+    raw: list[tuple[str, str]] = []
     for part in parts[1:]:
         if part == "":
             continue
         if "=" in part:
-            key, val = part.split("=", 1)
+            raw.append(tuple(part.split("=", 1)))  # type: ignore[arg-type]
         else:  # QEMU reads a bare name as name=on
-            key, val = part, "on"
+            raw.append((part, "on"))
+    # One value per key, the last one written (qemu_opts_to_qdict replaces earlier
+    # ones), checked in QEMU's QDict order; id and bus are consumed before that.
+    last = dict(raw)
+    typed: dict[str, Any] = {}
+    for key in qdict_order(list(last)):
         if key in ("id", "bus"):
-            options.append((key, val))
+            typed[key] = last[key]
             continue
         prop = props.get(key)
         if prop is None:
             raise VirtioLabError(f"Property '{type_name}.{key}' not found")
-        options.append((key, parse_value(prop, val)))
+        typed[key] = parse_value(prop, last[key])
+    options = [(key, typed[key]) for key, _ in raw]
     return DeviceSpec(type_name, tuple(options), text.strip())
