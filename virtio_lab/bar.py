@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 from . import regs
 from .config_space import ConfigSpace
@@ -45,14 +44,6 @@ def pci_register_bar(cs: ConfigSpace, bar: Bar, why: str) -> None:
             cs.set(off, 4, wmask, "wmask")
             cs.fill("cmask", off, 4, 0xFF)
         cs.tracer.set_facts(cs.tracer.facts.with_bar(bar))
-
-
-def add_regions(cs: ConfigSpace, index: int, *regions) -> None:
-    """Record subregions mapped into an already-registered BAR (memory_region_add_subregion)."""
-    facts = cs.tracer.facts
-    bar = facts.bar(index)
-    if bar is not None:
-        cs.tracer.set_facts(facts.with_bar(replace(bar, regions=bar.regions + tuple(regions))))
 
 
 def _human(size: int) -> str:

@@ -401,7 +401,7 @@ def _writable_why_extra(name: str) -> str:
     if name not in names:
         close = difflib.get_close_matches(name, names, 1)
         return ("that is not a header field name" + (f" (did you mean {close[0]!r}?)" if close else
-                f"; the names are in virtio_lab.layout.HEADER"))
+                "; the names are in virtio_lab.layout.HEADER"))
     if name == "status":
         return "STATUS has wmask 0: its error bits are write-1-to-clear (w1cmask), which is not 'writable'"
     return "its write-mask bytes are all zero, so a guest's write leaves it unchanged"

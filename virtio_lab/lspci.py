@@ -374,7 +374,6 @@ def describe(config: bytes, bdf: str = "00:03.0", verbose: int = 3,
     """An lspci ``-vvv -nn``-like decoding of ``config`` (sizes from the caller when known)."""
     if len(config) < 64:
         raise VirtioLabError(f"config space of {len(config)} bytes: at least 64 needed")
-    vid, did = get_le(config, 0, 2), get_le(config, 2, 2)
     ssv, ssid = get_le(config, 0x2C, 2), get_le(config, 0x2E, 2)
     cmd, sta = get_le(config, 4, 2), get_le(config, 6, 2)
     lines = [header_line(config, bdf, numeric=True)]

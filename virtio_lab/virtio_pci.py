@@ -142,16 +142,6 @@ class VirtIOPCIProxy:
                           express=self.express):
             self.facts(express=self.express, config_size=4096 if self.express else 256)
 
-    def pci_qdev_realize(self) -> None:
-        romsize = self.spec.value("romsize")
-        with self.tr.call("pci_qdev_realize", PCI,
-                          "The generic PCI realize: check the ROM size, then register the device "
-                          "on its bus."):
-            if romsize is not None and romsize != 0xFFFFFFFF and romsize & (romsize - 1):
-                self.fail(f"ROM size {romsize} is not a power of two", where="pci_qdev_realize",
-                          source=PCI)
-            self.do_pci_register_device()
-
     def do_pci_register_device(self) -> None:
         m, tr = self.model, self.tr
         size = 4096 if self.express else 256
@@ -318,8 +308,8 @@ class VirtIOPCIProxy:
         with tr.call("virtio_device_realize", "hw/virtio/virtio.c",
                      f"Realize the virtio device {m.vdev_type} on the proxy's virtio bus."):
             with tr.call(fn, f"hw/virtio/{m.vdev_type}.c",
-                         (m.realize_note or f"The device model checks its options, sizes its "
-                          f"config space and creates its virtqueues.")):
+                         (m.realize_note or "The device model checks its options, sizes its "
+                          "config space and creates its virtqueues.")):
                 try:
                     m.realize_check(spec, self.legacy)
                 except PlugError:
