@@ -3,16 +3,21 @@
     .venv/bin/python notebooks/execute.py            # all of 0*.ipynb
     .venv/bin/python notebooks/execute.py 03-bars    # one (or a few) by name
 
-Outputs are the real ones, kept deterministic: no per-cell timing metadata, no
-saved widget state (random model ids; the static views stand in for widgets on
-GitHub, nbviewer and in HTML exports), stable cell ids. The collapsed solution
-cells (tag ``solution``) are executed like every cell, then their outputs are
-removed so a rendered notebook does not give the answers away. Prints the time
-each notebook took and the total (the course's budget is 60 s for all of them).
+Outputs are the real ones, kept byte-stable so re-running changes nothing: no
+per-cell timing metadata, no saved widget state, stable cell ids. A widget's
+output is stored as a one-line note instead of its random model id (without a
+kernel no page can draw it; the static views beside it show the same thing on
+GitHub, nbviewer and in HTML exports), and a default repr's memory address
+(``<...HexGrid at 0x7f...>``, the text/plain beside an HTML view) is dropped.
+The collapsed solution cells (tag ``solution``) are executed like every cell,
+then their outputs are removed so a rendered notebook does not give the answers
+away. Prints the time each notebook took and the total (the course's budget is
+60 s for all of them).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,6 +26,21 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+ADDRESS = re.compile(r"<([\w.]+) at 0x[0-9a-fA-F]+>")
+
+
+def stable(output: dict) -> None:
+    """Make one output independent of the run: no model ids, no memory addresses."""
+    data = output.get("data")
+    if not data:
+        return
+    if WIDGET_VIEW in data:
+        name = str(data.get("text/plain", "widget")).split("(", 1)[0]
+        output["data"] = {"text/plain": f"[{name}: an interactive widget. Run this cell in Jupyter to use it;"
+                                        " the static views in this notebook show the same thing.]"}
+    elif "text/html" in data and "text/plain" in data:
+        data["text/plain"] = ADDRESS.sub(r"<\1>", str(data["text/plain"]))
 
 
 def execute(path: Path) -> float:
@@ -33,6 +53,8 @@ def execute(path: Path) -> float:
         if "solution" in cell.metadata.get("tags", []):
             cell.outputs = []
             cell.execution_count = None
+        for output in cell.get("outputs", []):
+            stable(output)
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return took
