@@ -6,6 +6,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..errors import VirtioLabError
 from ..plug import Trace, plug
 from ..views import bar_map_html, chain_html, event_list_html, hex_grid_html, tree_html
 from ..views.step import step_header_html, warnings_html
@@ -15,6 +16,13 @@ from ..virtio_pci import PlugError
 __all__ = ["PlugExplorer"]
 
 _SPEEDS = {"slow (1.5 s)": 1500, "normal (0.7 s)": 700, "fast (0.25 s)": 250}
+
+
+def _step(step: Any) -> int:
+    """A step typed by a learner: an integer (bools and floats are not steps)."""
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise VirtioLabError(f"a step is an event index (an integer), not {type(step).__name__}")
+    return step
 
 
 def _load(spec: Any, machine: str, root_port: bool) -> Trace:
@@ -39,6 +47,7 @@ class PlugExplorer(w.VBox):
 
     def __init__(self, spec: Any = "virtio-net-pci", machine: str = "pc", root_port: bool = False,
                  step: int = 0, **kwargs):
+        step = _step(step)
         self.trace = _load(spec, machine, root_port)
         n = len(self.trace.events)
         last = n - 1
@@ -87,6 +96,7 @@ class PlugExplorer(w.VBox):
         views = w.HBox([w.VBox([w.HTML(style_tag() + "<b class='vl'>Config space</b>"), self.grid]),
                         w.VBox([w.HTML("<b class='vl'>Capability list</b>"), self.chain])])
         super().__init__([controls, controls2, self.header, self.warnings, views, tabs], **kwargs)
+        self.add_class("vl-explorer")  # a stable hook for page CSS and the browser tests
         self._render()
 
     # -- state -------------------------------------------------------------
@@ -100,7 +110,7 @@ class PlugExplorer(w.VBox):
 
     def go(self, step: int) -> None:
         """Show ``step`` (clamped to the trace)."""
-        self.slider.value = min(max(step, 0), len(self.trace.events) - 1)
+        self.slider.value = min(max(_step(step), 0), len(self.trace.events) - 1)
 
     def run_to(self, function: str) -> int:
         """Jump to the next step calling ``function`` (wrapping to the first); returns it."""
