@@ -234,22 +234,44 @@ def _blk_get_features(s: DeviceSpec, f: int) -> int:
     return f
 
 
+def _blk_geometry(s: DeviceSpec) -> tuple[int, int, int]:
+    """(cylinders, heads, sectors): the user's when any is set, else guessed
+    (hw/block/block.c: blkconf_geometry -> hd_geometry_guess; a null-co disk has no
+    partition table, so the guess is the LBA one: 16 heads, 63 sectors)."""
+    given = (s.value("cyls"), s.value("heads"), s.value("secs"))
+    if any(given):
+        return given
+    return min(max(NULL_CO_SECTORS // (16 * 63), 2), 16383), 16, 63
+
+
+def _blk_config_sectors(s: DeviceSpec, heads: int, secs: int, logical: int) -> int:
+    """The geometry's sectors field (virtio-blk.c: virtio_blk_update_config): when the
+    disk's bytes per track are not a whole number of logical blocks, the count is
+    rounded down to a multiple of the logical block size in 512-byte sectors."""
+    per_track = NULL_CO_SECTORS * 512 // heads // secs
+    return secs & ~(logical // 512 - 1) if per_track % logical else secs
+
+
 def _blk_device_config(s: DeviceSpec) -> bytes:
     sectors = NULL_CO_SECTORS
     logical, physical = _blk_sizes(s)
-    cyls = min(max(sectors // (16 * 63), 2), 16383)
+    cyls, heads, secs = _blk_geometry(s)
+    granularity = s.value("discard_granularity")
+    if granularity == 0xFFFFFFFF or not s.value("report-discard-granularity"):
+        granularity = logical  # unset (-1), or not reported: the logical block size
     qsize = s.value("queue-size")
     seg_max = qsize - 2 if s.value("seg-max-adjust") else 126
     def le(v: int, n: int) -> bytes:
         return v.to_bytes(n, "little")
     cfg = (le(sectors, 8) + le(0, 4) + le(seg_max, 4)  # capacity, size_max, seg_max
-           + le(cyls, 2) + bytes([16, 63])  # geometry guessed for a disk with no partition table
+           + le(cyls & 0xFFFF, 2) + bytes([heads & 0xFF, _blk_config_sectors(s, heads, secs, logical) & 0xFF])
            + le(logical, 4) + bytes([(physical // logical).bit_length() - 1, 0])
            + le((s.value("min_io_size") or 0) // logical, 2)
            + le((s.value("opt_io_size") or 0) // logical, 4)  # blk_size and topology
            + bytes([1, 0])  # wce (writeback cache), unused
            + le(_blk_num_queues(s), 2)
-           + (le(s.value("max-discard-sectors"), 4) + le(1, 4) + le(1, 4) if s.value("discard")
+           + (le(s.value("max-discard-sectors"), 4) + le(1, 4) + le(granularity >> 9, 4)
+              if s.value("discard")
               else bytes(12))  # discard limits (zero when discard=off)
            + le(s.value("max-write-zeroes-sectors"), 4) + le(1, 4) + bytes([1]))
     return cfg[:_blk_config_len(s)]
@@ -275,9 +297,44 @@ def _blk_check(s: DeviceSpec, legacy: bool) -> None:
         raise VirtioLabError(f"invalid queue-size property ({q}), must be > 2")
     if q & (q - 1) or q > 1024:
         raise VirtioLabError(f"invalid queue-size property ({q}), must be a power of 2 (max 1024)")
+    _blkconf_geometry_check(s, 65535, 255, 255)
+    _blkconf_blocksizes_check(s)
+    for feature, prop in (("discard", "max-discard-sectors"),
+                          ("write-zeroes", "max-write-zeroes-sectors")):
+        v = s.value(prop)
+        if s.value(feature) and not 1 <= v <= BDRV_REQUEST_MAX_SECTORS:
+            raise VirtioLabError(f"invalid {prop} property ({v}), must be between 1 and "
+                                 f"{BDRV_REQUEST_MAX_SECTORS}")
+
+
+#: The largest request the block layer takes (INT_MAX bytes) in 512-byte sectors.
+BDRV_REQUEST_MAX_SECTORS = 4194303
+
+
+def _blkconf_geometry_check(s: DeviceSpec, cyls_max: int, heads_max: int, secs_max: int) -> None:
+    """hw/block/block.c: blkconf_geometry — a geometry given in part is refused field by field."""
+    if not any(s.value(n) for n in ("cyls", "heads", "secs")):
+        return
+    for name, top in (("cyls", cyls_max), ("heads", heads_max), ("secs", secs_max)):
+        if not 1 <= s.value(name) <= top:
+            raise VirtioLabError(f"{name} must be between 1 and {top}")
+
+
+def _blkconf_blocksizes_check(s: DeviceSpec) -> None:
+    """hw/block/block.c: blkconf_blocksizes — sizes must be whole logical blocks."""
     logical, physical = _blk_sizes(s)
     if logical > physical:
         raise VirtioLabError("logical_block_size > physical_block_size not supported")
+    min_io = s.value("min_io_size") or 0
+    if min_io % logical:
+        raise VirtioLabError("min_io_size must be a multiple of logical_block_size")
+    if min_io // logical > 0xFFFF:  # the guest sees it as a 16-bit count of blocks
+        raise VirtioLabError("min_io_size must not exceed 65535 logical blocks")
+    if (s.value("opt_io_size") or 0) % logical:
+        raise VirtioLabError("opt_io_size must be a multiple of logical_block_size")
+    granularity = s.value("discard_granularity")
+    if granularity != 0xFFFFFFFF and granularity % logical:
+        raise VirtioLabError("discard_granularity must be a multiple of logical_block_size")
 
 
 # ----------------------------------------------------------------------------- scsi

@@ -79,6 +79,40 @@ _SIZE_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 
                 "p": 1 << 50, "e": 1 << 60}
 
 
+_SIZE = re.compile(r"[ \t\n\v\f\r]*\+?(?:0[xX](?P<hex>[0-9a-fA-F]+)|(?P<int>[0-9]+)(?P<frac>\.[0-9]*)?)"
+                   r"(?P<suffix>[bBkKmMgGtTpPeE]?)")
+
+
+def _parse_size(name: str, text: str) -> int:
+    """QEMU 7.2's qemu_strtosz (util/cutils.c: do_strtosz), as -device reads a size.
+
+    Decimal or 0x hex, an optional B/K/M/G/T/P/E suffix (powers of 1024, either
+    case); a decimal fraction only with a scaling suffix (``1.5k``; ``1.0`` and
+    ``1.`` pass, ``1.5`` does not), rounded to the nearest byte, half up; no sign
+    but ``+``, no exponent, no trailing text; results from 2^64 up are refused."""
+    fail = VirtioLabError(f"Parameter '{name}' expects size")
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise fail
+    mul = _SIZE_SUFFIX[m.group("suffix").lower()]
+    if m.group("hex") is not None:
+        value = int(m.group("hex"), 16) * mul
+    else:
+        whole = int(m.group("int"))
+        if whole >= 2**64:
+            raise fail  # strtoull overflows
+        # the fraction as a 64-bit binary fixed-point number, as QEMU keeps it
+        # (a fraction that rounds to 1.0 wraps to 0 in the conversion, as on x86-64)
+        frac = int(float("0" + m.group("frac")) * 2.0**64) % 2**64 if m.group("frac") else 0
+        if frac and mul == 1:
+            raise fail
+        part = frac * mul
+        value = whole * mul + (part >> 64) + ((part >> 63) & 1)
+    if value >= 2**64:
+        raise fail
+    return value
+
+
 def _parse_int(text: str) -> int | None:
     """QEMU's qemu_strtou64 with base 0: decimal, 0x hex, leading-0 octal."""
     t = text.strip()
@@ -94,8 +128,41 @@ def _parse_int(text: str) -> int | None:
     return None
 
 
-def parse_value(prop: PropDef, text: str) -> Any:
-    """Convert one property value from its spec text, raising QEMU's message on failure."""
+#: Properties ``-device TYPE,help`` prints as ``<size>`` but QEMU stores in 32 bits
+#: (DEFINE_PROP_SIZE32: the block properties of DEFINE_BLOCK_PROPERTIES_BASE).
+_SIZE32 = frozenset({"min_io_size", "opt_io_size", "discard_granularity"})
+#: The description QEMU gives its block-size property type (qdev_prop_blocksize).
+_BLOCKSIZE_HELP = "A power of two between 512 B and 2 MiB"
+_BLOCKSIZE_MIN, _BLOCKSIZE_MAX = 512, 2 * 1024 * 1024
+
+
+def _check_size_kind(prop: PropDef, owner: str, value: int) -> int:
+    """The setters of QEMU's size-like property types (hw/core/qdev-properties*.c:
+    set_size32 — at most UINT32_MAX, named by the owning virtio device's type;
+    set_blocksize — 0 (unset) or a power of two in [512 B, 2 MiB], named with the
+    (empty) id of the inner device)."""
+    if prop.name in _SIZE32 and value > 0xFFFFFFFF:
+        raise VirtioLabError(f"Property {owner}.{prop.name} doesn't take value {value} "
+                             f"(maximum: {0xFFFFFFFF})")
+    if prop.help.startswith(_BLOCKSIZE_HELP) and value:
+        if not _BLOCKSIZE_MIN <= value <= _BLOCKSIZE_MAX:
+            raise VirtioLabError(f"Property .{prop.name} doesn't take value {value} "
+                                 f"(minimum: {_BLOCKSIZE_MIN}, maximum: {_BLOCKSIZE_MAX})")
+        if value & (value - 1):
+            raise VirtioLabError(f"Property .{prop.name} doesn't take value '{value}', "
+                                 "it's not a power of 2")
+    return value
+
+
+def _inner_type(type_name: str) -> str:
+    """The virtio device inside a proxy (virtio-blk-pci-transitional -> virtio-blk-device)."""
+    return re.sub(r"-pci(-(non-)?transitional)?$", "", type_name) + "-device"
+
+
+def parse_value(prop: PropDef, text: str, owner: str = "") -> Any:
+    """Convert one property value from its spec text, raising QEMU's message on failure.
+
+    ``owner`` is the type QEMU names in a size32 range error (the inner virtio device)."""
     t = prop.type
     if t == "bool":
         if text in _BOOL_TRUE:
@@ -118,13 +185,7 @@ def parse_value(prop: PropDef, text: str) -> Any:
             raise VirtioLabError(f"Parameter '{prop.name}' expects {cname}")
         return v
     if t == "size":
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?|0[xX][0-9a-fA-F]+)\s*([bkmgtpeBKMGTPE]?)\s*", text)
-        if not m:
-            raise VirtioLabError(f"Parameter '{prop.name}' expects a non-negative number below 2^64",
-                                 "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                                 "peta- and exabytes, respectively.")  # QEMU prints this hint on a 2nd line
-        num = int(m.group(1), 0) if m.group(1).lower().startswith("0x") else float(m.group(1))
-        return int(num * _SIZE_SUFFIX[m.group(2).lower()])
+        return _check_size_kind(prop, owner, _parse_size(prop.name, text))
     return text  # str, links (backend ids), enums kept verbatim
 
 
@@ -243,6 +304,6 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         prop = props.get(key)
         if prop is None:
             raise VirtioLabError(f"Property '{type_name}.{key}' not found")
-        typed[key] = parse_value(prop, last[key])
+        typed[key] = parse_value(prop, last[key], _inner_type(type_name))
     options = [(key, typed[key]) for key, _ in raw]
     return DeviceSpec(type_name, tuple(options), text.strip())

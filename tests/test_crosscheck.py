@@ -1,0 +1,341 @@
+"""Live cross-check: the emulation against the locally installed QEMU 7.2.
+
+Needs ``qemu-system-x86_64`` (CI installs Debian's qemu-system-x86); elsewhere the
+real-QEMU tests skip with the reason.  Two sweeps:
+
+* every device type x pc, q35, q35 behind a root port, with the backend ids each
+  needs — all identical;
+* random option combinations drawn with hypothesis from each type's own QEMU
+  property list (a strategy per property type, with values at the edges), real vs
+  emulated identical, refusals included (QEMU's error text).  Derandomized, so CI
+  draws the same cases every run; the number tried is printed and recorded.
+
+A difference lists every failing spec with the fields that differ and is also
+appended to ``$VIRTIO_LAB_FINDINGS`` (default: a file in pytest's tmp dir).
+"""
+from __future__ import annotations
+
+import json
+import os
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from virtio_lab import qemu
+from virtio_lab.crosscheck import (MACHINES, Result, crosscheck_many, describe,
+                                   format_result, sweep_cases, with_backend)
+from virtio_lab.devices import supported_types
+from virtio_lab.spec import type_properties
+
+from conftest import DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _have_qemu():
+    try:
+        qemu.qemu_binary()
+        return True
+    except qemu.QemuUnavailable:
+        return False
+
+
+needs_qemu = pytest.mark.skipif(
+    not _have_qemu(),
+    reason="qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+
+
+def _report(results: list[Result], tmp_dir: Path | None = None) -> str:
+    bad = [r for r in results if not r.identical]
+    text = "\n".join(format_result(r) + f"\n    machine={r.machine} root_port={r.root_port}"
+                     for r in bad)
+    if bad:
+        out = os.environ.get("VIRTIO_LAB_FINDINGS") or (str(tmp_dir / "crosscheck_findings.txt")
+                                                         if tmp_dir else None)
+        if out:
+            with open(out, "a") as fh:
+                fh.write(text + "\n")
+    return text
+
+
+# --------------------------------------------------------------------------
+# without QEMU: the comparison itself and the command line
+
+def _case(name):
+    return json.loads((DATA / "qemu-7.2-local" / f"{name}.json").read_text())
+
+
+def test_describe_names_capability_and_register():
+    real = _case("q35rp__virtio-net-pci__ats-on+aer-on")
+    emu = json.loads(json.dumps(real))
+    cfg = bytearray.fromhex(emu["config"])
+    caps = {c["id"]: c["offset"] for c in real["caps"]}
+    exp = caps[0x10]
+    cfg[exp + 0x10] ^= 0x40                   # PCI Express link control
+    emu["config"] = cfg.hex()
+    ext = bytearray.fromhex(emu["config_ext"])
+    first_ext = real["ext_caps"][0]["offset"]
+    ext[first_ext + 4] ^= 0x01                # a byte inside the first extended capability
+    emu["config_ext"] = ext.hex()
+    emu["common_cfg"]["num_queues"] += 1
+    lines = describe(real, emu)
+    assert any(f"config 0x{exp + 0x10:03x} PCI Express cap @0x{exp:02x}.lnkctl" in l for l in lines), lines
+    assert any(l.startswith(f"config_ext 0x{first_ext + 4:03x}") for l in lines), lines
+    assert any("num_queues" in l for l in lines), lines
+    assert describe(real, real) == []
+
+
+def test_describe_groups_bytes_of_one_field():
+    real = _case("pc__virtio-net-pci")
+    emu = json.loads(json.dumps(real))
+    cfg = bytearray.fromhex(emu["config"])
+    cfg[0x2C] ^= 0xFF
+    cfg[0x2D] ^= 0xFF
+    emu["config"] = cfg.hex()
+    assert describe(real, emu) == [
+        f"config 0x02c-0x02d header.subsystem_vendor_id: emulated {cfg[0x2C]:02x} {cfg[0x2D]:02x}, "
+        f"real {cfg[0x2C] ^ 0xFF:02x} {cfg[0x2D] ^ 0xFF:02x}"]
+
+
+def test_describe_refusals():
+    refused = _case("pc__virtio-net-pci__vectors-abc")
+    ok = _case("pc__virtio-net-pci")
+    assert describe(refused, {"error": "Parameter 'vectors' expects integer"}) == []
+    assert describe(refused, {"error": "something else"})[0].startswith("refusal text differs")
+    assert describe(refused, ok)[0].startswith("real QEMU refuses")
+    assert describe(ok, {"error": "no"})[0].startswith("the emulation refuses")
+
+
+def test_sweep_cases_cover_every_type_and_machine():
+    cases = sweep_cases()
+    types = supported_types()
+    assert len(cases) == 3 * len(types)
+    assert ("virtio-blk-pci,drive=d0", "q35", True) in cases
+    assert ("virtio-9p-pci-transitional,fsdev=fs0,mount_tag=share", "pc", False) in cases
+    assert with_backend("virtio-pmem-pci", "memaddr=0") == "virtio-pmem-pci,memdev=mem0,memaddr=0"
+
+
+def _cli(*args, env=None):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "virtio_lab", "crosscheck", *args],
+                          capture_output=True, text=True, cwd=ROOT, env=e, timeout=600)
+
+
+@pytest.mark.parametrize("args", [[], ["virtio-net-pci", "--all"], ["virtio-net-pci", "--machine", "isapc"],
+                                  ["virtio-net-pci", "--root-port"]])
+def test_cli_bad_input_exits_2(args):
+    r = _cli(*args)
+    assert r.returncode == 2, r
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_cli_without_qemu_says_how_to_install():
+    r = _cli("virtio-net-pci", env={"VIRTIO_LAB_QEMU": "/nonexistent/qemu-system-x86_64"})
+    assert r.returncode == 2
+    assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
+    assert "apt-get install qemu-system-x86" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# against real QEMU
+
+@needs_qemu
+def test_cli_single_identical_and_json():
+    r = _cli("virtio-net-pci", "--machine", "q35", "--root-port")
+    assert r.returncode == 0 and r.stdout.strip().endswith("identical"), r
+    r = _cli("virtio-net-pci,vectors=abc", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["identical"] and out["refused"]
+
+
+@needs_qemu
+def test_sweep_every_type_and_machine_identical(tmp_path, record_property):
+    t0 = time.monotonic()
+    results = crosscheck_many(sweep_cases())
+    secs = time.monotonic() - t0
+    record_property("sweep_cases", len(results))
+    record_property("sweep_seconds", round(secs, 1))
+    print(f"\ncrosscheck sweep: {sum(r.identical for r in results)}/{len(results)} identical in {secs:.1f} s")
+    assert _report(results, tmp_path) == ""
+    assert secs < 600
+
+
+# --------------------------------------------------------------------------
+# random option combinations (hypothesis)
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: combinations per drawn batch, and batches: BATCH * EXAMPLES combinations in all.
+#: VIRTIO_LAB_RANDOM_BATCHES=N draws more; VIRTIO_LAB_RANDOM_EXPLORE=1 draws new cases
+#: each run instead of CI's fixed ones (to hunt for differences locally).
+BATCH = 40
+EXAMPLES = int(os.environ.get("VIRTIO_LAB_RANDOM_BATCHES", "3"))
+EXPLORE = bool(os.environ.get("VIRTIO_LAB_RANDOM_EXPLORE"))
+
+#: properties not drawn: placement, backend links and host files (the sweep passes the
+#: backend ids each model needs), read-only children
+NOT_DRAWN = {"addr", "virtio-backend", "drive", "netdev", "fsdev", "cryptodev", "memdev",
+             "iothread", "rng", "primary-bus", "failover_pair_id", "display", "guest-stats",
+             "chardev"}
+
+#: the transport and device options drawn more often than the rest
+FOCUS = ["vectors", "page-per-vq", "modern-pio-notify", "disable-legacy", "disable-modern",
+         "ats", "aer", "x-disable-pcie", "x-pcie-flr-init", "x-pcie-pm-init",
+         "x-pcie-lnkctl-init", "x-pcie-deverr-init", "x-pcie-extcap-init", "x-pcie-lnksta-dllla",
+         "queue-size", "num-queues", "num_queues", "virtqueue_size", "rx_queue_size",
+         "tx_queue_size", "mq", "host_mtu", "speed", "duplex", "mac", "serial", "mount_tag",
+         "iommu_platform", "packed", "event_idx", "indirect_desc", "rombar", "max_ports",
+         "max_outputs", "class", "multifunction"]
+
+EDGE_U16 = [0, 1, 2, 3, 4, 8, 64, 100, 127, 128, 255, 256, 257, 512, 1023, 1024, 1025, 2048,
+            4096, 32768, 65535, 65536]
+EDGE_U32 = [0, 1, 2, 3, 255, 256, 4096, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32]
+EDGE_I32 = [-2**31 - 1, -2**31, -2, -1, 0, 1, 10, 100, 1000, 10000, 2**31 - 1, 2**31]
+EDGE_U64 = [0, 1, 1024, 2**32, 2**63 - 1, 2**63, 2**64 - 1, 2**64]
+SIZES = ["0", "512", "513", "1024", "4096", "4k", "8192", "65536", "64k", "1M", "2M", "4M",
+         "3M", "256M", "1G", "4294967295", "4294967296"]
+TEXT = string.ascii_letters + string.digits + "-_.:/@+="
+
+
+def _ints(edges, lo, hi):
+    return st.one_of(st.sampled_from(edges), st.integers(lo, hi))
+
+
+def _mac():
+    octets = st.lists(st.integers(0, 255), min_size=6, max_size=6)
+    good = octets.map(lambda o: ":".join(f"{x:02x}" for x in o))
+    upper = octets.map(lambda o: ":".join(f"{x:02X}" for x in o))
+    return st.one_of(good, good, upper, st.sampled_from(
+        ["52:54:00:12:34:56", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "01:00:5e:00:00:01",
+         "52:54:00:12:34", "52-54-00-12-34-56", "zz:zz:zz:zz:zz:zz", "52:54:00:12:34:567"]))
+
+
+def _text(max_size):
+    return st.text(alphabet=TEXT, min_size=0, max_size=max_size)
+
+
+BY_NAME = {
+    "vectors": _ints([0, 1, 2, 3, 4, 5, 8, 9, 10, 31, 32, 33, 63, 64, 65, 300, 2047, 2048, 2049,
+                      65535, 65536, 65537, 69999, 70000], 0, 70000),
+    "num-queues": _ints([0, 1, 2, 3, 4, 8, 16, 63, 64, 1024, 1025, 65535], 0, 2000),
+    "num_queues": _ints([0, 1, 2, 3, 4, 8, 16, 63, 64, 1024, 1025, 65535, 2**32 - 1], 0, 2000),
+    "queue-size": _ints([0, 2, 3, 4, 64, 100, 128, 256, 512, 1024, 1025, 2048, 4096, 65535, 65536],
+                        0, 70000),
+    "rx_queue_size": st.sampled_from([0, 64, 100, 128, 256, 512, 1000, 1024, 2048, 4096]),
+    "tx_queue_size": st.sampled_from([0, 64, 100, 128, 256, 512, 1000, 1024, 2048]),
+    "virtqueue_size": _ints([0, 1, 2, 3, 4, 128, 256, 512, 1024, 1025, 4096], 0, 5000),
+    "host_mtu": _ints([0, 1, 67, 68, 576, 1500, 9000, 65535, 65536], 0, 70000),
+    "speed": st.sampled_from(EDGE_I32 + [25000, 100000]),
+    "duplex": st.sampled_from(["full", "half", "sideways", ""]),
+    "mac": _mac(),
+    "serial": _text(30),
+    "mount_tag": st.one_of(_text(40), st.sampled_from(["a" * 255, "a" * 256, "b" * 300])),
+    "class": st.sampled_from([0, 0x0100, 0x0180, 0x0200, 0x0280, 0x0300, 0x0780, 0x0880,
+                              0xff00, 0x123456, 2**32 - 1]),
+    "max_ports": _ints([0, 1, 2, 30, 31, 32, 33, 510, 511, 512, 1000], 0, 1100),
+    "max_outputs": st.integers(0, 20),
+    "xres": st.sampled_from([0, 1, 640, 1024, 1280, 4096, 65535]),
+    "yres": st.sampled_from([0, 1, 480, 768, 800, 4096, 65535]),
+    "rombar": st.sampled_from([0, 1, 2]),
+    "romfile": st.just(""),
+    "romsize": st.sampled_from([0, 1, 3, 4096, 65536, 262144, 2**32 - 1]),
+    "acpi-index": st.sampled_from([0, 1, 2]),
+    "bootindex": st.sampled_from([-1, 0, 1, 7]),
+    "max-bytes": st.sampled_from(EDGE_U64),
+    "period": st.sampled_from([0, 1, 1000, 65536, 2**32 - 1]),
+    "memaddr": st.sampled_from([0, 0x123, 0x140000000]),
+    "node": st.sampled_from([0, 1]),
+    "tx": st.sampled_from(["timer", "bh", "nope"]),
+    "guest-stats-polling-interval": st.sampled_from([-1, 0, 1, 2, 2**31 - 1, 2**32]),
+    "len-reserved-regions": st.sampled_from([0, 1, 2]),
+    "head": st.sampled_from([0, 1, 5]),
+    "logical_block_size": st.sampled_from(["0", "512", "513", "1024", "4096", "4k", "2M", "4M"]),
+    "physical_block_size": st.sampled_from(["0", "512", "1024", "4096", "64k", "2M", "4M"]),
+    "block-size": st.sampled_from(["1M", "2M", "3M", "4M", "1G"]),
+    "requested-size": st.sampled_from(["0", "3M", "256M", "1G", "2G"]),
+    "size": st.sampled_from(["1G"]),
+    "max_hostmem": st.sampled_from(["0", "1M", "256M", "1G"]),
+}
+
+BY_TYPE = {
+    "bool": st.one_of(st.sampled_from(["on", "off"]), st.sampled_from(["on", "off"]),
+                      st.sampled_from(["true", "false", "yes", "no", "maybe"])),
+    "OnOffAuto": st.sampled_from(["on", "off", "auto"]),
+    "BlockdevOnError": st.sampled_from(["report", "ignore", "enospc", "stop", "auto"]),
+    "uint8": _ints([0, 1, 255, 256], 0, 256),
+    "uint16": _ints(EDGE_U16, 0, 65536),
+    "uint32": _ints(EDGE_U32, 0, 2**32 - 1),
+    "uint64": st.sampled_from(EDGE_U64),
+    "int32": st.sampled_from(EDGE_I32),
+    "int": st.sampled_from(EDGE_I32),
+    "size": st.sampled_from(SIZES),
+    "str": _text(20),
+}
+
+TYPES = sorted(supported_types())
+
+
+def _drawable(type_name):
+    props = type_properties(type_name)
+    return sorted(n for n, p in props.items()
+                  if n not in NOT_DRAWN and not p.type.startswith(("child<", "link<"))
+                  and (n in BY_NAME or p.type in BY_TYPE))
+
+
+DRAWABLE = {t: _drawable(t) for t in TYPES}
+
+
+def _value(type_name, prop):
+    p = type_properties(type_name)[prop]
+    return (BY_NAME[prop] if prop in BY_NAME else BY_TYPE[p.type]).map(str)
+
+
+@st.composite
+def combination(draw):
+    """(spec, machine, root_port): one type, 1-4 of its options with drawn values."""
+    t = draw(st.sampled_from(TYPES))
+    machine, root_port = draw(st.sampled_from(MACHINES))
+    names = DRAWABLE[t]
+    focus = [n for n in FOCUS if n in names]
+    pick = st.one_of(st.sampled_from(focus), st.sampled_from(names)) if focus else st.sampled_from(names)
+    chosen = draw(st.lists(pick, min_size=1, max_size=4, unique=True))
+    opts = [f"{n}={draw(_value(t, n))}" for n in chosen]
+    return with_backend(t, ",".join(opts)), machine, root_port
+
+
+TRIED: list[Result] = []
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
+          phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=list(HealthCheck))
+@given(st.lists(combination(), min_size=BATCH, max_size=BATCH))
+def _random_batches(cases):
+    results = crosscheck_many(cases)
+    TRIED.extend(results)
+    bad = [r for r in results if not r.identical]
+    assert not bad, _report(bad, _random_batches.tmp_dir)
+
+
+@needs_qemu
+def test_random_option_combinations_identical(tmp_path, record_property):
+    TRIED.clear()
+    _random_batches.tmp_dir = tmp_path
+    t0 = time.monotonic()
+    try:
+        _random_batches()
+    finally:
+        secs = time.monotonic() - t0
+        refused = sum(r.refused for r in TRIED)
+        record_property("random_combinations", len(TRIED))
+        record_property("random_seconds", round(secs, 1))
+        print(f"\ncrosscheck random: {len(TRIED)} combinations ({refused} refused by QEMU), "
+              f"{sum(not r.identical for r in TRIED)} differ, {secs:.1f} s")
+    assert len(TRIED) >= 100
+    assert secs < 60 * EXAMPLES

@@ -1,0 +1,521 @@
+"""Cross-check the emulation against a real QEMU 7.2 installed on this machine.
+
+For a ``-device`` spec, :func:`crosscheck` plugs it twice — into a real
+``qemu-system-x86_64`` read back over qtest (:mod:`virtio_lab.qemu`) and into the
+emulation (:func:`virtio_lab.dump.dump`) — and names every difference: which
+byte of which field of which capability, which BAR, which feature word, or
+which refusal text.  :func:`crosscheck_many` does the same for many cases with
+several devices per QEMU process and a few processes in parallel; the sweep
+(:func:`sweep_cases`) is every device type × ``pc``, ``q35``, ``q35 --root-port``.
+
+Command line (``python -m virtio_lab crosscheck``)::
+
+    crosscheck SPEC [--machine pc|q35] [--root-port] [--json]   # exit 1 on a difference
+    crosscheck --all [--jobs N] [--json]                        # every type x machine
+    crosscheck SPEC --guest [--machine ...]                     # a real Linux guest
+
+Exit status: 0 identical, 1 a difference, 2 bad input or QEMU (or the guest kit)
+missing — then one line says how to install it.
+
+Standard library only.  No QEMU code: the truth side only looks at a running QEMU.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+__all__ = [
+    "MACHINES", "BACKENDS", "Result", "with_backend", "sweep_cases", "machine_label",
+    "describe", "crosscheck", "crosscheck_many", "emulate", "format_result",
+    "compare_guest", "add_arguments", "run_cli",
+]
+
+#: The three places a device can sit: (machine, root_port).
+MACHINES: tuple[tuple[str, bool], ...] = (("pc", False), ("q35", False), ("q35", True))
+
+#: Backend references a model cannot start without (the ids ``virtio_lab.qemu.backend_args``
+#: creates and the local corpus leaves out of its case names).
+BACKENDS: dict[str, str] = {
+    "virtio-blk": "drive=d0",
+    "virtio-9p": "fsdev=fs0,mount_tag=share",
+    "virtio-crypto": "cryptodev=cr0",
+    "virtio-mem": "memdev=mem0",
+    "virtio-pmem": "memdev=mem0",
+}
+
+_BYTE_LINE = re.compile(r"^(config|config_ext|wmask) 0x([0-9a-f]+) (.*): ([0-9a-f]{2}) != ([0-9a-f]{2})$")
+
+
+def backend_for(type_name: str) -> str:
+    """The backend options a device type needs (``""`` when it needs none)."""
+    for prefix, opts in BACKENDS.items():
+        if type_name == prefix + "-pci" or type_name.startswith(prefix + "-pci-"):
+            return opts
+    return ""
+
+
+def with_backend(type_name: str, options: str = "") -> str:
+    """``TYPE[,backend ids][,options]`` — a spec both QEMU and the emulation accept.
+
+    A backend option that ``options`` sets itself (e.g. ``mount_tag=x``) is not added."""
+    given = {o.split("=", 1)[0] for o in options.split(",") if o}
+    backend = ",".join(o for o in backend_for(type_name).split(",")
+                       if o and o.split("=", 1)[0] not in given)
+    return ",".join(p for p in (type_name, backend, options) if p)
+
+
+def machine_label(machine: str, root_port: bool) -> str:
+    return "q35rp" if root_port else machine
+
+
+def sweep_cases(types: Iterable[str] | None = None) -> list[tuple[str, str, bool]]:
+    """Every device type (default: all supported) × pc, q35, q35 behind a root port."""
+    if types is None:
+        from .devices import supported_types
+        types = sorted(supported_types())
+    return [(with_backend(t), m, rp) for m, rp in MACHINES for t in types]
+
+
+# --------------------------------------------------------------------------
+# comparing
+
+@dataclass
+class Result:
+    """One case: what real QEMU and the emulation gave and how they differ."""
+
+    spec: str
+    machine: str
+    root_port: bool
+    real: dict[str, Any]
+    emulated: dict[str, Any]
+    diffs: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.diffs
+
+    @property
+    def where(self) -> str:
+        return machine_label(self.machine, self.root_port)
+
+    @property
+    def refused(self) -> bool:
+        return "error" in self.real
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "machine": self.machine, "root_port": self.root_port,
+                "identical": self.identical, "refused": self.refused, "diffs": self.diffs,
+                "real_error": self.real.get("error"), "emulated_error": self.emulated.get("error")}
+
+
+def _labels(config_hex: str):
+    from .layout import field_map
+    try:
+        return field_map(bytes.fromhex(config_hex))
+    except Exception:  # a config that does not parse still gets offsets
+        return None
+
+
+#: Device-specific configuration layouts (the virtio 1.2 specification), by virtio device id:
+#: (offset, width, field name).  Only used to name differing device-config bytes.
+DEVICE_CONFIG_FIELDS: dict[int, tuple[tuple[int, int, str], ...]] = {
+    1: ((0, 6, "mac"), (6, 2, "status"), (8, 2, "max_virtqueue_pairs"), (10, 2, "mtu"),
+        (12, 4, "speed"), (16, 1, "duplex"), (17, 1, "rss_max_key_size"),
+        (18, 2, "rss_max_indirection_table_length"), (20, 4, "supported_hash_types")),
+    2: ((0, 8, "capacity"), (8, 4, "size_max"), (12, 4, "seg_max"), (16, 2, "geometry.cylinders"),
+        (18, 1, "geometry.heads"), (19, 1, "geometry.sectors"), (20, 4, "blk_size"),
+        (24, 1, "physical_block_exp"), (25, 1, "alignment_offset"), (26, 2, "min_io_size"),
+        (28, 4, "opt_io_size"), (32, 1, "writeback"), (34, 2, "num_queues"),
+        (36, 4, "max_discard_sectors"), (40, 4, "max_discard_seg"),
+        (44, 4, "discard_sector_alignment"), (48, 4, "max_write_zeroes_sectors"),
+        (52, 4, "max_write_zeroes_seg"), (56, 1, "write_zeroes_may_unmap"),
+        (60, 4, "max_secure_erase_sectors"), (64, 4, "max_secure_erase_seg"),
+        (68, 4, "secure_erase_sector_alignment")),
+    3: ((0, 2, "cols"), (2, 2, "rows"), (4, 4, "max_nr_ports"), (8, 4, "emerg_wr")),
+    5: ((0, 4, "num_pages"), (4, 4, "actual"), (8, 4, "free_page_hint_cmd_id"),
+        (12, 4, "poison_val")),
+    8: ((0, 4, "num_queues"), (4, 4, "seg_max"), (8, 4, "max_sectors"), (12, 4, "cmd_per_lun"),
+        (16, 4, "event_info_size"), (20, 4, "sense_size"), (24, 4, "cdb_size"),
+        (28, 2, "max_channel"), (30, 2, "max_target"), (32, 4, "max_lun")),
+    9: ((0, 2, "tag_len"), (2, 254, "tag")),
+    16: ((0, 4, "events_read"), (4, 4, "events_clear"), (8, 4, "num_scanouts"),
+         (12, 4, "num_capsets")),
+    18: ((0, 1, "select"), (1, 1, "subsel"), (2, 1, "size"), (8, 128, "u")),
+    20: ((0, 4, "status"), (4, 4, "max_dataqueues"), (8, 4, "crypto_services"),
+         (12, 4, "cipher_algo_l"), (16, 4, "cipher_algo_h"), (20, 4, "hash_algo"),
+         (24, 4, "mac_algo_l"), (28, 4, "mac_algo_h"), (32, 4, "aead_algo"), (36, 4, "max_size")),
+    23: ((0, 8, "page_size_mask"), (8, 8, "input_range.start"), (16, 8, "input_range.end"),
+         (24, 4, "domain_range.start"), (28, 4, "domain_range.end"), (32, 4, "probe_size"),
+         (36, 1, "bypass")),
+    24: ((0, 8, "block_size"), (8, 2, "node_id"), (16, 8, "addr"), (24, 8, "region_size"),
+         (32, 8, "usable_region_size"), (40, 8, "plugged_size"), (48, 8, "requested_size")),
+    27: ((0, 8, "start"), (8, 8, "size")),
+}
+
+
+def virtio_device_id(config: bytes) -> int | None:
+    """The virtio device id of a virtio-pci function (modern id, else the legacy subsystem id)."""
+    if len(config) < 0x30 or config[0:2] != b"\xf4\x1a":
+        return None
+    dev = int.from_bytes(config[2:4], "little")
+    return dev - 0x1040 if dev >= 0x1040 else int.from_bytes(config[0x2E:0x30], "little")
+
+
+def _device_cfg_name(vid: int | None, off: int) -> str:
+    for start, width, name in DEVICE_CONFIG_FIELDS.get(vid or -1, ()):
+        if start <= off < start + width:
+            return name
+    return "?"
+
+
+def _device_cfg_diff(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
+    want = bytes.fromhex(real.get("device_cfg") or "")
+    got = bytes.fromhex(emulated.get("device_cfg") or "")
+    vid = virtio_device_id(bytes.fromhex(real.get("config", "")))
+    groups: list[list] = []
+    for i in range(min(len(want), len(got))):
+        if want[i] == got[i]:
+            continue
+        name = _device_cfg_name(vid, i)
+        g = groups[-1] if groups else None
+        if g and g[2] == i - 1 and g[3] == name:
+            g[2] = i
+            g[4].append(got[i])
+            g[5].append(want[i])
+        else:
+            groups.append([None, i, i, name, [got[i]], [want[i]]])
+    out = []
+    for _, a, b, name, g, w in groups:
+        span = f"+0x{a:02x}" if a == b else f"+0x{a:02x}-0x{b:02x}"
+        out.append(f"device config {span} {name}: emulated {bytes(g).hex(' ')}, real {bytes(w).hex(' ')}")
+    if len(got) < len(want):
+        out.append(f"device config: emulated {len(got)} bytes, real {len(want)}")
+    return out
+
+
+def describe(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
+    """Every difference between the real device and the emulated one, as lines.
+
+    The verdict is :func:`virtio_lab.compare.compare_dumps` (real QEMU is the truth);
+    byte differences are grouped by field and named after the real device's layout
+    (``config 0x050-0x051 PCI Express cap @0x40.lnkctl: emulated 40 00, real 00 00``),
+    extended-space bytes after the real extended capability list.
+    """
+    from .compare import compare_dumps
+    lines = compare_dumps(real, emulated)
+    if "error" in real or "error" in emulated:
+        if not lines:
+            return []
+        r = real.get("error")
+        e = emulated.get("error")
+        if r and e:
+            return [f"refusal text differs: real {r!r}, emulated {e!r}"]
+        if r:
+            return [f"real QEMU refuses ({r}) but the emulation plugs the device"]
+        return [f"the emulation refuses ({e}) but real QEMU plugs the device"]
+    ext_labels = _labels(real["config_ext"]) if real.get("config_ext") else None
+    groups: list[list] = []   # [area, start, end, name, [emu bytes], [real bytes]]
+    other: list[str] = []
+    for line in lines:
+        if line.startswith("device_cfg "):
+            other += _device_cfg_diff(real, emulated) or [line]
+            continue
+        m = _BYTE_LINE.match(line)
+        if not m:
+            other.append(line)
+            continue
+        area, off, name, got, want = m.group(1), int(m.group(2), 16), m.group(3), m.group(4), m.group(5)
+        if area == "config_ext":
+            off += 0x100
+            lab = ext_labels[off] if ext_labels and off < len(ext_labels) else None
+            name = f"{lab.structure}.{lab.field}" if lab else "?"
+            if name.endswith(".(unused)") and lab and lab.kind == "free":
+                name = "extended space (no capability)"
+        g = groups[-1] if groups else None
+        if g and g[0] == area and g[3] == name and g[2] == off - 1:
+            g[2] = off
+            g[4].append(got)
+            g[5].append(want)
+        else:
+            groups.append([area, off, off, name, [got], [want]])
+    out = []
+    for area, start, end, name, got, want in groups:
+        span = f"0x{start:03x}" if start == end else f"0x{start:03x}-0x{end:03x}"
+        what = "write mask" if area == "wmask" else area
+        out.append(f"{what} {span} {name}: emulated {' '.join(got)}, real {' '.join(want)}")
+    return out + [f"{x}  (emulated != real)" if " != " in x else x for x in other]
+
+
+def emulate(spec: str, machine: str = "pc", root_port: bool = False) -> dict[str, Any]:
+    """The emulated device in the probe's schema (refusals: ``{"error": ...}``)."""
+    from .dump import dump
+    return dump(spec, machine, root_port)
+
+
+def _check_input(spec: str, machine: str, root_port: bool) -> None:
+    from .errors import VirtioLabError
+    if machine not in ("pc", "q35"):
+        raise VirtioLabError(f"unknown machine {machine!r}: use pc or q35")
+    if root_port and machine != "q35":
+        raise VirtioLabError("--root-port needs --machine q35 (a pcie-root-port is a PCIe device)")
+    if not spec or spec.startswith(",") or not spec.split(",")[0].strip():
+        raise VirtioLabError(f"not a -device spec: {spec!r}")
+
+
+def crosscheck(spec: str, machine: str = "pc", root_port: bool = False, *,
+               timeout: float = 60.0) -> Result:
+    """Plug ``spec`` into real QEMU and into the emulation and compare.
+
+    Raises :class:`virtio_lab.qemu.QemuUnavailable` when QEMU is not installed.
+    """
+    from . import qemu
+    _check_input(spec, machine, root_port)
+    real = qemu.probe(spec, machine, root_port, lspci=False, timeout=timeout)
+    emu = emulate(spec, machine, root_port)
+    return Result(spec, machine, root_port, real, emu, describe(real, emu))
+
+
+def _default_jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def crosscheck_many(cases: Sequence[tuple[str, str, bool]], *, jobs: int | None = None,
+                    chunk: int = 12, timeout: float = 60.0,
+                    progress: Callable[[Result], None] | None = None) -> list[Result]:
+    """Cross-check many ``(spec, machine, root_port)`` cases; results in input order.
+
+    Cases are grouped by machine and cut into chunks; each chunk is one
+    :func:`virtio_lab.qemu.probe_many` call (several devices per QEMU process,
+    each refusal re-probed alone so it keeps its own message), ``jobs`` chunks at
+    a time.  The emulation runs in this thread while QEMU works.
+    ``progress(result)`` is called as each case completes.
+    """
+    from . import qemu
+    cases = [(s, m, bool(rp)) for s, m, rp in cases]
+    for s, m, rp in cases:
+        _check_input(s, m, rp)
+    qemu.qemu_binary()   # QemuUnavailable before any work
+    jobs = jobs or _default_jobs()
+    by_where: dict[tuple[str, bool], list[int]] = {}
+    for i, (_, m, rp) in enumerate(cases):
+        by_where.setdefault((m, rp), []).append(i)
+    chunks = []
+    for (m, rp), idx in by_where.items():
+        n = max(1, min(chunk, -(-len(idx) // max(1, jobs))))   # enough chunks to fill the jobs
+        for k in range(0, len(idx), n):
+            chunks.append((idx[k:k + n], m, rp))
+    chunks.sort(key=lambda c: -len(c[0]))
+    results: list[Result | None] = [None] * len(cases)
+    with cf.ThreadPoolExecutor(jobs) as ex:
+        futs = {ex.submit(qemu.probe_many, [cases[i][0] for i in idx], m, rp,
+                          lspci=False, timeout=timeout): idx for idx, m, rp in chunks}
+        emus = {}
+        for i, (s, m, rp) in enumerate(cases):     # emulate while QEMU runs
+            emus[i] = emulate(s, m, rp)
+        for fut in cf.as_completed(futs):
+            idx = futs[fut]
+            for i, real in zip(idx, fut.result()):
+                s, m, rp = cases[i]
+                res = Result(s, m, rp, real, emus[i], describe(real, emus[i]))
+                results[i] = res
+                if progress:
+                    progress(res)
+    return results  # type: ignore[return-value]
+
+
+def format_result(res: Result, verbose: bool = False) -> str:
+    """``identical`` (or the refusal both gave) or the differences, one a line."""
+    head = f"{res.where:5} {res.spec}"
+    if res.identical:
+        if res.refused:
+            msg = res.real["error"].replace("qemu exited: ", "").strip().splitlines()
+            return f"{head}: identical (both refuse: {msg[-1] if msg else ''})"
+        return f"{head}: identical"
+    body = "\n".join(f"    {d}" for d in res.diffs)
+    return f"{head}: {len(res.diffs)} difference{'s' if len(res.diffs) != 1 else ''}\n{body}"
+
+
+# --------------------------------------------------------------------------
+# against a real Linux guest (virtio_lab.guest)
+
+#: Guest fields compared (the guest kit's COMPARED_FIELDS when it is there).
+GUEST_FIELDS = ("config", "bars", "rom_address", "command", "interrupt_line",
+                "msix_enabled", "status", "driver_features", "vectors_used")
+
+
+def _guest_store() -> Path:
+    return Path(__file__).resolve().parent.parent / "tests" / "data" / "guest"
+
+
+def compare_guest(got: dict[str, Any], want: dict[str, Any],
+                  fields: Sequence[str] = GUEST_FIELDS) -> list[str]:
+    """Differences between two guest captures (or a capture and virtio_lab.probe)."""
+    out = []
+    for k in fields:
+        a, b = want.get(k), got.get(k)
+        if k == "config" and isinstance(a, str) and isinstance(b, str):
+            wa, gb = bytes.fromhex(a), bytes.fromhex(b)
+            labels = _labels(a)
+            for i in range(min(len(wa), len(gb))):
+                if wa[i] != gb[i]:
+                    lab = labels[i] if labels and i < len(labels) else None
+                    name = f"{lab.structure}.{lab.field}" if lab else "?"
+                    out.append(f"config 0x{i:03x} {name}: {gb[i]:02x} != {wa[i]:02x}")
+            if len(wa) != len(gb):
+                out.append(f"config length {len(gb)} != {len(wa)}")
+        elif k == "bars" and a is not None and b is not None:
+            def key(x):
+                return [(y["index"], y["kind"], y["address"], y["size"]) for y in x]
+            if key(a) != key(b):
+                out.append(f"bars {key(b)} != {key(a)}")
+        elif a != b:
+            out.append(f"{k}: {b!r} != {a!r}")
+    return out
+
+
+def _emulated_guest_probe():
+    """``virtio_lab.probe`` (the emulated guest: firmware + driver replay) or None."""
+    import importlib
+
+    import virtio_lab
+    fn = getattr(virtio_lab, "probe", None)
+    if fn is None:
+        try:
+            fn = importlib.import_module("virtio_lab.probe")
+        except ImportError:
+            return None
+    if not callable(fn):
+        fn = getattr(fn, "probe", None)
+    return fn if callable(fn) else None
+
+
+def _run_guest(spec: str, machine: str, root_port: bool, as_json: bool) -> int:
+    try:
+        from . import guest
+    except ImportError:
+        print("crosscheck --guest needs the guest kit (virtio_lab.guest): build it with "
+              "`make guest-kit`", file=sys.stderr)
+        return 2
+    fields = tuple(getattr(guest, "COMPARED_FIELDS", GUEST_FIELDS))
+    t0 = time.monotonic()
+    try:
+        got = guest.capture(spec, machine, root_port)
+    except guest.GuestError as err:
+        print(f"crosscheck --guest: {err}", file=sys.stderr)
+        return 2
+    secs = time.monotonic() - t0
+    # the emulated side: firmware + driver replay (virtio_lab.probe), when it exists
+    want, against = None, None
+    emu_probe = _emulated_guest_probe()
+    if emu_probe is not None:
+        want = emu_probe(spec, machine, root_port)
+        if hasattr(want, "as_dict"):
+            want = want.as_dict()
+        against = "virtio_lab.probe (emulated firmware + driver)"
+    else:
+        stored = _guest_store() / f"{guest.case_name(spec, machine, root_port)}.json"
+        if stored.exists():
+            want = json.loads(stored.read_text())
+            against = (f"the stored guest capture {stored.relative_to(stored.parents[3])} "
+                       "(virtio_lab.probe, the emulated guest, is not there yet)")
+    if want is None:
+        print(f"crosscheck --guest: nothing to compare {spec} on "
+              f"{machine_label(machine, root_port)} with: virtio_lab.probe is not there yet "
+              "and there is no stored guest capture of this case", file=sys.stderr)
+        return 2
+    diffs = compare_guest(got, want, fields)
+    if as_json:
+        print(json.dumps({"spec": spec, "machine": machine, "root_port": root_port,
+                          "against": against, "identical": not diffs, "diffs": diffs,
+                          "boot_seconds": round(secs, 2),
+                          "guest": {k: got.get(k) for k in fields}}))
+    else:
+        print(f"guest boot {secs:.1f} s; compared with {against}")
+        print(f"{machine_label(machine, root_port):5} {spec}: "
+              + ("identical" if not diffs else f"{len(diffs)} differences (guest != expected)"))
+        for d in diffs:
+            print(f"    {d}")
+    return 1 if diffs else 0
+
+
+# --------------------------------------------------------------------------
+# command line
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``crosscheck`` subcommand's arguments (the CLI parser calls this)."""
+    p.add_argument("spec", nargs="?", help="a -device spec, e.g. virtio-net-pci,disable-legacy=on")
+    p.add_argument("--machine", default="pc", help="pc (i440fx) or q35 (default: pc)")
+    p.add_argument("--root-port", action="store_true",
+                   help="plug behind a pcie-root-port (q35 only)")
+    p.add_argument("--all", action="store_true",
+                   help="every device type x pc, q35, q35 --root-port (with the backends each needs)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--jobs", type=int, default=None,
+                   help=f"QEMU processes at a time for --all (default {_default_jobs()})")
+    p.add_argument("--guest", action="store_true",
+                   help="boot a real Linux guest instead (needs the guest kit: make guest-kit)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from .errors import VirtioLabError
+    from .qemu import QemuUnavailable
+    prog = "virtio_lab crosscheck"
+    if args.all == bool(args.spec):
+        print(f"{prog}: give a SPEC or --all (not both)", file=sys.stderr)
+        return 2
+    if args.jobs is not None and args.jobs < 1:
+        print(f"{prog}: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.guest:
+            if args.all:
+                print(f"{prog}: --guest checks one SPEC at a time", file=sys.stderr)
+                return 2
+            _check_input(args.spec, args.machine, args.root_port)
+            return _run_guest(args.spec, args.machine, args.root_port, args.json)
+        if args.all:
+            return _run_all(args)
+        res = crosscheck(args.spec, args.machine, args.root_port)
+    except QemuUnavailable as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    except VirtioLabError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res.as_dict()))
+    else:
+        print(format_result(res))
+    return 0 if res.identical else 1
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    cases = sweep_cases()
+    t0 = time.monotonic()
+
+    def show(res: Result) -> None:
+        if not args.json:
+            print(format_result(res), flush=True)
+    results = crosscheck_many(cases, jobs=args.jobs, progress=show)
+    secs = time.monotonic() - t0
+    bad = [r for r in results if not r.identical]
+    refused = sum(r.refused for r in results)
+    if args.json:
+        print(json.dumps({"cases": len(results), "identical": len(results) - len(bad),
+                          "refused_by_both": refused, "seconds": round(secs, 1),
+                          "results": [r.as_dict() for r in results]}))
+    else:
+        types = len({r.spec for r in results})
+        print(f"crosscheck --all: {len(results) - len(bad)}/{len(results)} identical "
+              f"({types} device types x pc, q35, q35rp; {refused} refused by both) "
+              f"in {secs:.1f} s" + ("" if not bad else f"; {len(bad)} differ: "
+                                    + ", ".join(f"{r.where} {r.spec}" for r in bad)))
+    return 1 if bad else 0

@@ -1,0 +1,171 @@
+"""HTML for a cross-check: emulated and real bytes side by side, differences highlighted.
+
+    >>> from virtio_lab.views.crosscheck import crosscheck_html, CrossCheckView
+    >>> crosscheck_html(stored_case)                       # doctest: +SKIP  (no QEMU needed)
+    >>> CrossCheckView(virtio_lab.crosscheck.crosscheck("virtio-net-pci"))   # doctest: +SKIP
+
+``source`` is a :class:`virtio_lab.crosscheck.Result` (a live run against QEMU) or a
+real-QEMU case dict in the oracle schema (``tests/data/qemu-7.2*/*.json``); with a
+dict and no ``emulated`` the emulation is run for the case's spec and machine.
+Pure function of its inputs; standard library only; every differing byte is
+tinted *and* outlined, bold and underlined, so the signal does not rely on colour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import esc, style_tag
+
+__all__ = ["crosscheck_html", "CrossCheckView"]
+
+_CSS = """<style>
+.vl-xc td.vl-xd{background:rgba(220,60,60,.30);outline:2px solid #d33;outline-offset:-2px;font-weight:700;text-decoration:underline}
+.vl-xc .vl-xv-ok{border-left:4px solid rgba(46,160,67,.8);padding:2px 8px;margin:3px 0}
+.vl-xc .vl-xv-bad{border-left:4px solid #d33;padding:2px 8px;margin:3px 0}
+.vl-xc th.vl-side{font-weight:600;opacity:1}
+</style>"""
+
+
+def _split(source: Any, emulated: dict | None):
+    if hasattr(source, "real") and hasattr(source, "emulated"):      # crosscheck.Result
+        return source.real, source.emulated, list(getattr(source, "diffs", []) or [])
+    if not isinstance(source, dict):
+        raise TypeError("crosscheck_html wants a crosscheck Result or a real-QEMU case dict")
+    real = source
+    if emulated is None:
+        from ..dump import dump
+        emulated = dump(real["device"], real.get("machine", "pc"), bool(real.get("root_port")))
+    from ..crosscheck import describe
+    return real, emulated, describe(real, emulated)
+
+
+def _names(config: bytes):
+    try:
+        from ..layout import field_map
+        return field_map(config)
+    except Exception:
+        return None
+
+
+def _hex_rows(title: str, emu: bytes, real: bytes, *, base: int = 0, names=None,
+              only_interesting: bool = False) -> str:
+    """Two 16-byte grids per row (emulated | real) with differing bytes marked."""
+    n = max(len(emu), len(real))
+    head = "".join(f"<th>{i:x}</th>" for i in range(16))
+    out = [f"<h4>{esc(title)}</h4><table class='vl-grid'><tr><th class='vl-row'></th>"
+           f"<th class='vl-side' colspan='16'>emulated</th><th class='vl-gap'></th>"
+           f"<th class='vl-side' colspan='16'>real QEMU</th></tr>"
+           f"<tr><th class='vl-row'></th>{head}<th class='vl-gap'></th>{head}</tr>"]
+    skipped = 0
+    for row in range(0, n, 16):
+        e = emu[row:row + 16]
+        r = real[row:row + 16]
+        differs = e != r
+        if only_interesting and not differs and all(b in (0x00, 0xFF) for b in r):
+            skipped += 1
+            continue
+        if skipped:
+            out.append(f"<tr><td class='vl-skip' colspan='34'>… {skipped} row"
+                       f"{'s' if skipped > 1 else ''} of 00/ff, identical</td></tr>")
+            skipped = 0
+        cells = []
+        for side in (e, r):
+            other = r if side is e else e
+            for i in range(16):
+                off = base + row + i
+                b = side[i] if i < len(side) else None
+                o = other[i] if i < len(other) else None
+                lab = names[off] if names and off < len(names) else None
+                tip = f"0x{off:03x}" + (f" {lab.structure}.{lab.field}" if lab else "")
+                if b is None:
+                    cells.append(f"<td class='vl-fr' title='{esc(tip)}'>··</td>")
+                    continue
+                cls = " class='vl-xd'" if b != o else ""
+                if b != o and o is not None:
+                    tip += f": emulated {e[i]:02x}, real {r[i]:02x}"
+                cells.append(f"<td{cls} title='{esc(tip)}'>{b:02x}</td>")
+            if side is e:
+                cells.append("<td class='vl-gap'></td>")
+        out.append(f"<tr><th class='vl-row'>{base + row:03x}</th>{''.join(cells)}</tr>")
+    if skipped:
+        out.append(f"<tr><td class='vl-skip' colspan='34'>… {skipped} row"
+                   f"{'s' if skipped > 1 else ''} of 00/ff, identical</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _fields_table(real: dict, emu: dict) -> str:
+    def bars(d):
+        return ", ".join(f"BAR{b['index']} {b['kind']} {b['size']:#x}" for b in d.get("bars", [])) or "none"
+
+    def cc(d, key):
+        c = d.get("common_cfg") or {}
+        if key == "queues":
+            return " ".join(str(q["size"]) for q in c.get("queues", [])) or "—"
+        v = c.get(key)
+        return " ".join(v) if isinstance(v, list) else ("—" if v is None else str(v))
+    rows = [("BARs", bars(emu), bars(real)),
+            ("ROM size", str(emu.get("rom_size")), str(real.get("rom_size"))),
+            ("device features", cc(emu, "device_feature"), cc(real, "device_feature")),
+            ("queues", cc(emu, "num_queues"), cc(real, "num_queues")),
+            ("queue sizes", cc(emu, "queues"), cc(real, "queues")),
+            ("legacy host features", (emu.get("legacy") or {}).get("host_features", "—"),
+             (real.get("legacy") or {}).get("host_features", "—"))]
+    out = ["<h4>Other observed fields</h4><table class='vl-table'>"
+           "<tr><th>field</th><th>emulated</th><th>real QEMU</th></tr>"]
+    for name, a, b in rows:
+        mark = " class='vl-xd'" if a != b else ""
+        out.append(f"<tr><td>{esc(name)}</td><td class='mono'{mark}>{esc(str(a))}</td>"
+                   f"<td class='mono'{mark}>{esc(str(b))}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = True,
+                    all_rows: bool = False) -> str:
+    """Emulated vs real: verdict, named differences, config / extended config / write mask
+    grids side by side, and the other observed fields.  Differing bytes are highlighted;
+    hovering a byte names its field.  ``all_rows`` also shows extended-space rows that are
+    00/ff on both sides."""
+    real, emu, diffs = _split(source, emulated)
+    spec = real.get("device", "?")
+    where = "q35rp" if real.get("root_port") else real.get("machine", "?")
+    out = [style_tag() if css else "", _CSS if css else "", '<div class="vl vl-xc">',
+           f"<div><b>{esc(where)}</b> <code>{esc(spec)}</code></div>"]
+    if diffs:
+        out.append(f"<div class='vl-xv-bad'><b>{len(diffs)} difference{'s' if len(diffs) > 1 else ''}"
+                   "</b> (emulated vs real QEMU)<ul>"
+                   + "".join(f"<li class='mono'>{esc(d)}</li>" for d in diffs) + "</ul></div>")
+    else:
+        out.append("<div class='vl-xv-ok'><b>identical</b>: the emulation matches real QEMU "
+                   "byte for byte</div>")
+    if "error" in real or "error" in emu:
+        out.append("<table class='vl-table'><tr><th></th><th>refusal</th></tr>"
+                   f"<tr><td>emulated</td><td class='mono'>{esc(str(emu.get('error', '(plugs the device)')))}</td></tr>"
+                   f"<tr><td>real QEMU</td><td class='mono'>{esc(str(real.get('error', '(plugs the device)')))}</td></tr>"
+                   "</table></div>")
+        return "".join(out)
+    rc, ec = bytes.fromhex(real["config"]), bytes.fromhex(emu.get("config", ""))
+    out.append(_hex_rows("Config space (0x000-0x0ff)", ec, rc, names=_names(rc)))
+    if real.get("config_ext") and emu.get("config_ext"):
+        rx, ex = bytes.fromhex(real["config_ext"]), bytes.fromhex(emu["config_ext"])
+        if rx[256:] != b"\xff" * (len(rx) - 256) or rx != ex or all_rows:
+            out.append(_hex_rows("Extended config space (0x100-0xfff)", ex[256:], rx[256:], base=0x100,
+                                 names=_names(rx), only_interesting=not all_rows))
+    if real.get("wmask") and emu.get("wmask") and real["wmask"] != emu["wmask"]:
+        out.append(_hex_rows("Write mask (observed)", bytes.fromhex(emu["wmask"]),
+                             bytes.fromhex(real["wmask"]), names=_names(rc)))
+    out.append(_fields_table(real, emu))
+    out.append("</div>")
+    return "".join(out)
+
+
+class CrossCheckView:
+    """Notebook object: ``CrossCheckView(result_or_case)`` renders :func:`crosscheck_html`."""
+
+    def __init__(self, source: Any, emulated: dict | None = None, **kw: Any) -> None:
+        self.source, self.emulated, self.kw = source, emulated, kw
+
+    def _repr_html_(self) -> str:
+        return crosscheck_html(self.source, self.emulated, **self.kw)
