@@ -47,6 +47,8 @@ class ConfigAccess:
         Only the low ``size`` bytes of ``value`` reach the device (the data bus is that wide).
         """
         self._check(addr, size)
+        if not isinstance(value, int):
+            raise VirtioLabError(f"a config write stores an integer, not {type(value).__name__}")
         if addr + size > self.size:
             return
         value &= (1 << (8 * size)) - 1

@@ -27,6 +27,8 @@ class Machine:
     def __post_init__(self):
         if self.name not in MACHINES:
             raise VirtioLabError(f"unknown machine '{self.name}': choose pc or q35")
+        if self.root_port not in (True, False):  # 0/1 and numpy bools compare equal, "yes" does not
+            raise VirtioLabError(f"root_port is True or False, not {self.root_port!r}")
         if self.root_port and self.name != "q35":
             raise VirtioLabError("a pcie-root-port needs a PCI Express machine: use --machine q35 "
                                  "with --root-port")
@@ -187,7 +189,8 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
                              "The generic PCI realize: register the device on its bus, run the "
                              "class realize (virtio_pci_realize), then add the option ROM."):
                 romsize = ds.value("romsize")
-                if romsize not in (None, 0xFFFFFFFF) and romsize & (romsize - 1):
+                # is_power_of_2: zero is not one
+                if romsize not in (None, 0xFFFFFFFF) and (romsize == 0 or romsize & (romsize - 1)):
                     proxy.fail(f"ROM size {romsize} is not a power of two", where="pci_qdev_realize",
                                source="hw/pci/pci.c")
                 proxy.do_pci_register_device()

@@ -19,6 +19,7 @@ __all__ = ["PropDef", "DeviceSpec", "parse_spec", "type_properties", "known_type
 
 _LINE = re.compile(r"^  ([A-Za-z0-9_.-]+)=<([^>]+>?)>\s*(?:-\s*(.*?))?\s*$")
 _DEFAULT = re.compile(r"\(default: (.*)\)\s*$")
+_TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ def _convert_default(ptype: str, text: str | None) -> Any:
 @lru_cache(maxsize=None)
 def type_properties(type_name: str) -> dict[str, PropDef]:
     """The properties QEMU 7.2 lists for ``type_name`` (an empty dict if unknown)."""
+    if not _TYPE_NAME.fullmatch(type_name):  # never a path: "../x", NUL bytes, slashes
+        return {}
     try:
         text = resources.files("virtio_lab").joinpath("data").joinpath("props").joinpath(f"{type_name}.txt").read_text()
     except FileNotFoundError:
@@ -270,7 +273,10 @@ def qdict_order(keys: list[str]) -> list[str]:
 
 def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
     """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise VirtioLabError(f"a device spec is a string such as \"virtio-net-pci,disable-legacy=on\", "
+                             f"not {type(text).__name__}")
+    if not text.strip():
         raise VirtioLabError("empty device spec: give a device type such as virtio-net-pci "
                              "(python -m virtio_lab devices lists them)")
     parts = _split_options(text.strip())

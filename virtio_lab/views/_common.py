@@ -12,7 +12,9 @@ import html
 from functools import lru_cache
 from typing import Any
 
+from ..errors import VirtioLabError
 from ..layout import Label, field_map
+from ..state import Facts, PlugState
 
 esc = html.escape
 
@@ -97,14 +99,34 @@ def style_tag() -> str:
 
 
 def resolve(source: Any, step: int | None = None):
-    """(trace or state, step) -> (state, event or None, trace or None)."""
+    """(trace or state, step) -> (state, event or None, trace or None).
+
+    ``source`` may also be raw config-space bytes (an lspci dump, anyone's device):
+    64 to 4096 of them, shown with no write masks. Anything else, or a step outside
+    the trace, raises :class:`~virtio_lab.errors.VirtioLabError` in one line.
+    """
     events = getattr(source, "events", None)
     if events is not None and hasattr(source, "state_at"):
-        if not events:
-            raise IndexError("empty trace")
-        i = len(events) - 1 if step is None else (step + len(events) if step < 0 else step)
-        return source.state_at(i), events[i], source
-    return source, None, None
+        i = len(events) - 1 if step is None else step
+        state = source.state_at(i)  # StepError for a step that is not an index of the trace
+        return state, events[state.step], source
+    if isinstance(source, PlugState):
+        return source, None, None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _state_of_bytes(bytes(source)), None, None
+    raise VirtioLabError(f"a view shows a trace (virtio_lab.plug(...)), a state "
+                         f"(trace.state_at(step)) or config-space bytes, not {type(source).__name__}")
+
+
+def _state_of_bytes(config: bytes) -> PlugState:
+    """A read-only state for bytes from elsewhere, padded with zeros to 256 or 4096."""
+    if not 64 <= len(config) <= 4096:
+        raise VirtioLabError(f"config space is 64 to 4096 bytes (lspci -x to -xxxx), not "
+                             f"{len(config)}")
+    size = 256 if len(config) <= 256 else 4096
+    config = config.ljust(size, b"\0")
+    zeros = bytes(size)
+    return PlugState(config, zeros, zeros, zeros, zeros, Facts(config_size=size))
 
 
 @lru_cache(maxsize=256)

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from ..capability import walk_capabilities, walk_ext_capabilities
+from ..errors import VirtioLabError
 from ..layout import Label
 from ._common import PALETTE, esc, labels_for, resolve, structure_family, style_tag
 
@@ -134,7 +135,7 @@ def hex_grid_html(source: Any, step: int | None = None, *, radix: str = "hex", s
     shows 0x100..0xfff (default: when the device has a 4 KiB config space).
     """
     if radix not in RADIXES:
-        raise ValueError(f"radix must be one of {', '.join(RADIXES)}, not {radix!r}")
+        raise VirtioLabError(f"radix must be one of {', '.join(RADIXES)}, not {radix!r}")
     state, ev, _ = resolve(source, step)
     if written is None:
         written = ev.touched("config") if ev is not None else frozenset()

@@ -7,7 +7,7 @@ import ipywidgets as w
 from ..devices import supported_types
 from ..diff import diff
 from ..errors import VirtioLabError
-from ..plug import plug
+from ..plug import Machine, plug
 from ..spec import type_properties
 from ..views import bar_map_html, chain_html, hex_grid_html
 from ..views._common import esc, style_tag
@@ -27,7 +27,14 @@ class WhatIf(w.VBox):
     """
 
     def __init__(self, spec: str = "virtio-net-pci", machine: str = "pc", root_port: bool = False, **kwargs):
-        type_name, _, opts = spec.partition(",")
+        if not isinstance(spec, str):
+            raise VirtioLabError(f"a device spec is a string such as \"virtio-net-pci,disable-legacy=on\", "
+                                 f"not {type(spec).__name__}")
+        Machine(machine, bool(root_port) and machine == "q35")  # one line for a machine typo
+        type_name, _, opts = spec.strip().partition(",")
+        if type_name not in supported_types():
+            raise VirtioLabError(f"'{type_name}' is not a valid device model name; choose one of: "
+                                 f"{', '.join(sorted(supported_types()))}")
         self.type = w.Dropdown(options=sorted(supported_types()), value=type_name, description="device")
         self.machine = w.Dropdown(options=["pc", "q35"], value=machine, description="machine")
         self.root_port = w.Checkbox(value=root_port, description="behind a pcie-root-port (q35)")
