@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LAB_STAMP  := $(VENV)/.installed-lab
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: lab test bench app guest-kit guest-captures fidelity clean help
+.PHONY: lab test bench app guest-kit guest-captures fidelity binder-check clean help
 
 help:
 	@echo "make lab        open JupyterLab on notebooks/00-start.ipynb (ARGS=--no-browser for headless)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test       run the whole suite: unit tests, notebooks (nbval), browser and QEMU checks"
 	@echo "make bench      run the benchmarks and print the budget table"
 	@echo "make fidelity   compare the emulation with every real-QEMU case in tests/data"
+	@echo "make binder-check  build Binder's environment from binder/ alone and run the notebooks in it"
 	@echo "make guest-kit  build the real Linux guest used by crosscheck --guest"
 	@echo "make clean      remove the venv and caches"
 
@@ -59,6 +60,22 @@ guest-captures: guest-kit
 
 fidelity: $(LAB_STAMP)
 	$(BIN)/python -m pytest -q -o addopts= tests/test_fidelity.py
+
+# Binder's environment, proved: a fresh venv from binder/runtime.txt's Python,
+# binder/requirements.txt and binder/postBuild only (what repo2docker runs), then pytest and
+# nbval (not part of the Binder image) run every course notebook in it, with its own kernel.
+BINDER_VENV   ?= /tmp/virtio_lab-binder
+BINDER_PYTHON ?= python$(patsubst python-%,%,$(shell cat binder/runtime.txt 2>/dev/null))
+
+binder-check:
+	rm -rf $(BINDER_VENV)
+	$(BINDER_PYTHON) -m venv $(BINDER_VENV)
+	$(BINDER_VENV)/bin/python -m pip install --quiet -r binder/requirements.txt
+	PATH="$(BINDER_VENV)/bin:$$PATH" bash binder/postBuild
+	$(BINDER_VENV)/bin/python -m pip install --quiet pytest==9.2.0 nbval==0.11.0
+	cd /tmp && $(BINDER_VENV)/bin/python -c "import virtio_lab; print('binder-check: virtio_lab', virtio_lab.__version__, 'from', virtio_lab.__file__)"
+	cd notebooks && $(BINDER_VENV)/bin/python -m pytest -q -p no:cacheprovider -o addopts= --nbval-lax \
+	  --nbval-current-env --nbval-sanitize-with ../tests/nbval_sanitize.cfg 0*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
