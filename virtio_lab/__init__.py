@@ -20,6 +20,7 @@ QEMU_VERSION = "7.2"
 # name -> module that defines it; imported on first use so `import virtio_lab` stays light
 _LAZY = {
     "plug": "virtio_lab.plug",
+    "probe": "virtio_lab.probe",
     "Trace": "virtio_lab.plug",
     "Machine": "virtio_lab.plug",
     "dump": "virtio_lab.dump",

@@ -186,6 +186,19 @@ COMMANDS["crosscheck"] = ("plug SPEC into a local real QEMU and into the emulati
                           "difference (--all: every device x machine)", cmd_crosscheck)
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .plug import Machine
+    from .probe import probe
+    Machine(args.machine, args.root_port)
+    result = probe(args.spec, args.machine, args.root_port)
+    print(json.dumps(result.to_json()) if args.json else result.narrate())
+    return 0
+
+
+COMMANDS["probe"] = ("the guest's side: SeaBIOS places the BARs, Linux 6.1's virtio driver "
+                     "probes the device (--json: what a real guest leaves)", cmd_probe)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Step through how QEMU 7.2 plugs a virtio-pci device.")
     from . import __version__
@@ -212,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--save", metavar="FILE", help="also save the session as JSON to FILE")
         if name == "dump":
             p.add_argument("--json", action="store_true", help="print the oracle JSON schema")
+        if name == "probe":
+            p.add_argument("--json", action="store_true",
+                           help="config, BARs, ROM, Command, MSI-X, status, features, vectors as JSON")
         if name == "report":
             p.add_argument("-o", "--output", default="plug.html", help="where to write (default plug.html)")
         if name == "diff":

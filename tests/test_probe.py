@@ -1,0 +1,151 @@
+"""probe(): SeaBIOS + Linux 6.1 replay against real-guest captures (tests/data/guest)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from virtio_lab.guest import COMPARED_FIELDS
+from virtio_lab.probe import ProbeResult, probe, probe_json
+
+GUEST = Path(__file__).parent / "data" / "guest"
+CASES = sorted(GUEST.glob("*.json"))
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _bar_key(bars: list[dict]) -> list[tuple]:
+    return [(b["index"], b["kind"], b["address"], b["size"], b["prefetchable"]) for b in bars]
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, ProbeResult]:
+    out = {}
+    for path in CASES:
+        c = _load(path)
+        out[path.stem] = probe(c["device"], c["machine"], c["root_port"])
+    return out
+
+
+def test_every_capture_is_checked():
+    assert len(CASES) >= 31  # new captures join automatically
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_probe_matches_real_guest(path, results):
+    want = _load(path)
+    got = results[path.stem].to_json()
+    for field in COMPARED_FIELDS:
+        if field == "bars":
+            assert _bar_key(got["bars"]) == _bar_key(want["bars"])
+        elif field == "config":
+            a, b = bytes.fromhex(got["config"]), bytes.fromhex(want["config"])
+            assert len(a) == len(b)
+            diff = [f"0x{i:03x}: {a[i]:02x} != {b[i]:02x}" for i in range(len(a)) if a[i] != b[i]]
+            assert not diff, diff[:8]
+        else:
+            assert got[field] == want[field], field
+
+
+@pytest.mark.parametrize("path", [p for p in CASES if _load(p).get("notify")],
+                         ids=lambda p: p.stem)
+def test_queue0_notify_address(path, results):
+    """notify address = BAR base + notify cap offset + queue_notify_off x multiplier, from the bytes."""
+    want = _load(path)["notify"]
+    r = results[path.stem]
+    cfg = r.config
+    # the first NOTIFY vendor capability in list order, read straight from the final config bytes
+    pos, cap = cfg[0x34], None
+    while pos:
+        if cfg[pos] == 0x09 and cfg[pos + 3] == 2 and cfg[pos + 4] < 6:
+            cap = pos
+            break
+        pos = cfg[pos + 1]
+    assert cap is not None
+    bar = cfg[cap + 4]
+    off = int.from_bytes(cfg[cap + 8:cap + 12], "little")
+    mult = int.from_bytes(cfg[cap + 16:cap + 20], "little")
+    reg = int.from_bytes(cfg[0x10 + 4 * bar:0x18 + 4 * bar], "little")
+    base = reg & ~0xF if not reg & 1 else reg & 0xFFFC
+    if reg & 1 or (reg >> 1) & 3 != 2:
+        base &= 0xFFFFFFFF
+    expected = base + off + want["queue0_notify_off"] * mult
+    assert expected == want["queue0_address"]
+    assert r.notify["queue0_address"] == expected
+    if r.linux.notify:  # the driver's own setup_vq computed the same address
+        assert r.linux.notify["queue0_address"] == expected
+
+
+def test_statuses_name_the_handshake(results):
+    assert results["pc__virtio-net-pci"].status == 0xF  # ACK | DRIVER | FEATURES_OK | DRIVER_OK
+    assert results["pc__virtio-net-pci__disable-modern-on"].status == 0x7  # legacy: no FEATURES_OK
+    assert results["pc__virtio-gpu-pci"].status == 0x1  # no driver in the guest: ACKNOWLEDGE only
+
+
+def test_trace_continues_the_plug(results):
+    """The guest's events extend the plug's list; replaying their writes rebuilds the config."""
+    r = results["q35rp__virtio-net-pci"]
+    assert r.first_guest_event > 0
+    assert [e.index for e in r.trace.events] == list(range(len(r.trace.events)))
+    assert bytes(r.trace.state_at(-1).config[:len(r.config)]) == r.config
+    fns = [e.function for e in r.guest_events]
+    for step in ("pci_setup", "pci_bios_get_bar", "vp_modern_probe", "virtio_pci_find_capability",
+                 "register_virtio_device", "virtio_dev_probe", "vp_find_vqs", "setup_vq",
+                 "virtio_device_ready"):
+        assert step in fns
+    assert all(e.explanation for e in r.guest_events)
+
+
+def test_status_sequence_is_ack_driver_features_ok_driver_ok(results):
+    """After SeaBIOS's own use of the disk, Linux resets it and walks virtio spec 3.1.1."""
+    r = results["pc__virtio-blk-pci"]
+    start = next(e.index for e in r.guest_events if e.function == "register_virtio_device")
+    writes = [e.detail("value") for e in r.trace.events[start:]
+              if e.function == "virtio_pci_common_write" and e.detail("offset") == 0x14]
+    assert writes == [0x0, 0x1, 0x3, 0xB, 0xF]
+    seabios = [e.detail("value") for e in r.trace.events[r.first_guest_event:start]
+               if e.function == "virtio_pci_common_write" and e.detail("offset") == 0x14]
+    assert seabios[-1] & 0x4  # SeaBIOS had it at DRIVER_OK before Linux's reset
+
+
+def test_probe_json_and_trace_input():
+    from virtio_lab.plug import plug
+    t = plug("virtio-rng-pci", "q35", True)
+    assert probe(t).to_json() == probe_json("virtio-rng-pci", "q35", True)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "virtio_lab", "probe", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_json_matches_capture():
+    want = _load(GUEST / "q35rp__virtio-blk-pci.json")
+    res = _cli("virtio-blk-pci", "--machine", "q35", "--root-port", "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    for field in ("config", "rom_address", "command", "interrupt_line", "msix_enabled", "status",
+                  "driver_features", "vectors_used"):
+        assert got[field] == want[field], field
+    assert [(b["index"], b["address"]) for b in got["bars"]] == [(b["index"], b["address"]) for b in want["bars"]]
+
+
+def test_cli_narrates():
+    res = _cli("virtio-net-pci")
+    assert res.returncode == 0
+    assert "virtio_dev_probe" in res.stdout and "DRIVER_OK" in res.stdout
+
+
+@pytest.mark.parametrize("args", [("virtio-nope",), ("virtio-net-pci", "--root-port"),
+                                  ("virtio-net-pci", "--machine", "isapc"),
+                                  ("virtio-blk-pci,num-queues=0",)])
+def test_cli_bad_input_one_line_exit_2(args):
+    res = _cli(*args)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

@@ -1,0 +1,445 @@
+"""SeaBIOS 1.16 on QEMU's pc and q35: sizing, placing and enabling the PCI functions.
+
+Mirrors src/fw/pciinit.c (pci_setup: pci_bios_check_devices, pci_bios_map_devices,
+pci_bios_init_devices), src/optionroms.c (map_pcirom) and SeaBIOS's own virtio
+drivers (src/hw/virtio-pci.c: vp_init_simple, vp_find_vq; virtio-blk.c, virtio-scsi.c),
+which drive a virtio disk or SCSI controller before Linux starts. The virtio device's
+accesses go through :class:`~virtio_lab.guest_access.GuestDevice` (so every BAR
+sizing write is a real write-rule event); the machine's other functions are known
+from QEMU 7.2's pc/q35 boards with ``-nodefaults`` and appear as narrated events.
+Written from SeaBIOS's behaviour (LGPLv3); no code copied. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import regs
+from .bits import align_up
+from .guest_access import GuestDevice
+
+__all__ = ["PciFunction", "FwBar", "platform_functions", "pci_setup", "Placement", "MEMORY"]
+
+SRC = "src/fw/pciinit.c"
+IO, MEM, PREFMEM = 0, 1, 2  # PCI_REGION_TYPE_*: the three per-bus resource lists
+TYPE_NAMES = ("io", "mem", "prefmem")
+PCI_DEVICE_MEM_MIN = 1 << 12  # a memory BAR takes at least a page
+PCI_BRIDGE_MEM_MIN = 1 << 21  # bridge memory windows: 2 MiB (huge page)
+PCI_BRIDGE_IO_MIN = 0x1000  # bridge IO windows: 4 KiB (PCI bridge spec)
+PCIMEM_END = 0xFEC00000  # BUILD_PCIMEM_END: the IOAPIC sits right above
+PCI_IRQS = (10, 10, 11, 11)  # pci_irqs[]: the ISA IRQs behind PCI INTA..INTD (LNKA..LNKD)
+MEMORY = 128 << 20  # QEMU's default -m; SeaBIOS's window starts depend on it
+Q35_PCIEXBAR = (0xB0000000, 256 << 20)  # Q35_HOST_BRIDGE_PCIEXBAR_ADDR / _SIZE
+MAX_QUEUE_NUM = 128  # SeaBIOS's vrings hold at most 128 descriptors
+
+
+@dataclass(frozen=True)
+class FwBar:
+    """One BAR as pci_bios_get_bar sizes it: index (6 = ROM), region type, size, 64-bit."""
+
+    index: int
+    type: int
+    size: int
+    is64: bool = False
+
+
+@dataclass(frozen=True)
+class PciFunction:
+    """Another PCI function of the machine (QEMU 7.2, -nodefaults), as SeaBIOS meets it."""
+
+    bus: int
+    dev: int
+    fn: int
+    name: str
+    bars: tuple[FwBar, ...] = ()
+    pin: int = 0
+    secondary: int = 0  # a PCI bridge's secondary bus (0: not a bridge)
+    note: str = ""
+
+    @property
+    def bdf(self) -> str:
+        return f"{self.bus:02x}:{self.dev:02x}.{self.fn}"
+
+
+#: What -M pc / -M q35 -nodefaults put on bus 0 besides the device under study.
+PLATFORM = {
+    "pc": (
+        PciFunction(0, 0, 0, "i440FX host bridge", note="sets the PCI window start (i440fx_mem_addr_setup)"),
+        PciFunction(0, 1, 0, "PIIX3 ISA bridge", note="routes PIRQA-D to IRQ 10/10/11/11"),
+        PciFunction(0, 1, 1, "PIIX3 IDE", (FwBar(4, IO, 16),), note="legacy IDE ports are fixed; only the "
+                    "bus-master DMA BAR4 is allocated"),
+        PciFunction(0, 1, 3, "PIIX4 ACPI", pin=1, note="PM base 0x600 and SMBus 0x700 set by piix4_pm_setup"),
+    ),
+    "q35": (
+        PciFunction(0, 0, 0, "Q35 MCH host bridge", note="MMCONFIG at 0xb0000000 (mch_mem_addr_setup)"),
+        PciFunction(0, 0x1F, 0, "ICH9 LPC bridge", note="ACPI PM base 0x600 (ich9_lpc_setup)"),
+        PciFunction(0, 0x1F, 2, "ICH9 AHCI", (FwBar(4, IO, 32), FwBar(5, MEM, 4096)), pin=1),
+        PciFunction(0, 0x1F, 3, "ICH9 SMBus", (FwBar(4, IO, 64),), pin=1,
+                    note="ich9_smbus_setup later moves BAR4 to 0x700"),
+    ),
+}
+ROOT_PORT = PciFunction(0, 2, 0, "pcie-root-port", (FwBar(0, MEM, 4096),), pin=1, secondary=1,
+                        note="generic root port: MSI-X in BAR0, slot implemented (hot-plug), "
+                             "64-bit prefetchable window, QEMU resource-reserve capability with no hints")
+
+
+def platform_functions(machine: str, root_port: bool) -> tuple[PciFunction, ...]:
+    return PLATFORM[machine] + ((ROOT_PORT,) if root_port else ())
+
+
+@dataclass
+class Entry:
+    """pci_region_entry: one BAR (bar >= 0) or one bridge window (bar = -1) waiting for an address."""
+
+    owner: str
+    bar: int
+    size: int
+    align: int
+    type: int
+    is64: bool
+    secondary: int = 0
+    address: int | None = None
+
+
+@dataclass
+class Placement:
+    """Where firmware put everything: the device's BARs and the windows on the way."""
+
+    bars: dict[int, int] = field(default_factory=dict)  # target BAR index -> address
+    others: list[Entry] = field(default_factory=list)
+    io_base: int = 0
+    mem_base: int = 0
+    prefmem_base: int = 0
+    mem64: bool = False
+
+
+def _insert(lst: list[Entry], e: Entry) -> None:
+    """pci_region_create_entry keeps each list sorted: larger alignment first, then larger size."""
+    for i, pos in enumerate(lst):
+        if pos.align < e.align or (pos.align == e.align and pos.size < e.size):
+            lst.insert(i, e)
+            return
+    lst.append(e)
+
+
+def _align(lst: list[Entry]) -> int:
+    return lst[0].align if lst else 1
+
+
+def _sum(lst: list[Entry]) -> int:
+    return sum(e.size for e in lst)
+
+
+def pci_bios_get_bar(dev: GuestDevice, index: int) -> FwBar | None:
+    """Size one BAR the firmware way: save, write all ones, read back, restore."""
+    d = dev
+    ofs = regs.PCI_ROM_ADDRESS if index == regs.PCI_ROM_SLOT else regs.PCI_BASE_ADDRESS_0 + 4 * index
+    old = d.config_read(ofs, 4)
+    typ, is64 = MEM, False
+    if index == regs.PCI_ROM_SLOT:
+        mask = 0xFFFFF800  # PCI_ROM_ADDRESS_MASK
+        d.config_write(ofs, mask, 4)
+    else:
+        if old & regs.PCI_BASE_ADDRESS_SPACE_IO:
+            mask, typ = 0xFFFFFFFC, IO
+        else:
+            mask = 0xFFFFFFF0
+            typ = PREFMEM if old & 0x8 else MEM
+            is64 = (old & 0x6) == 0x4
+        d.config_write(ofs, 0xFFFFFFFF, 4)
+    val = d.config_read(ofs, 4)
+    d.config_write(ofs, old, 4)
+    if is64:
+        hold = d.config_read(ofs + 4, 4)
+        d.config_write(ofs + 4, 0xFFFFFFFF, 4)
+        high = d.config_read(ofs + 4, 4)
+        d.config_write(ofs + 4, hold, 4)
+        size = ((~((high << 32 | val) & (0xFFFFFFFF << 32 | mask))) + 1) & (2**64 - 1)
+    else:
+        size = ((~(val & mask)) + 1) & 0xFFFFFFFF
+    return FwBar(index, typ, size, is64) if size else None
+
+
+def _slot_irq(machine: str, chain: list[int], pin: int) -> int:
+    """piix_pci_slot_get_irq / mch_pci_slot_get_irq: swizzle up to the root slot, then LNKA-D."""
+    *below, root = chain  # device numbers from the function up to its root-bus slot
+    if machine == "pc":
+        return PCI_IRQS[(pin - 1 + sum(below) + root - 1) & 3]
+    if root <= 24:
+        return PCI_IRQS[(pin - 1 + sum(below) + root) & 3]
+    return PCI_IRQS[(pin - 1 + sum(below)) & 3]
+
+
+def pci_setup(dev: GuestDevice, machine: str, root_port: bool) -> Placement:
+    """pci_setup: probe, size, place and enable every function (the device through its hooks)."""
+    tr = dev.tracer
+    bus, slot = (1, 0) if root_port else (0, 3)
+    me = f"{bus:02x}:{slot:02x}.0"
+    others = platform_functions(machine, root_port)
+    order = sorted(others + (PciFunction(bus, slot, 0, "virtio device"),), key=lambda f: (f.bus, f.dev, f.fn))
+    place = Placement()
+    with tr.call("pci_setup", SRC,
+                 f"SeaBIOS 1.16 sets up PCI on {machine}{' with a pcie-root-port at 00:02.0' if root_port else ''}: "
+                 f"{len(order)} functions in bus order ({', '.join(f.bdf for f in order)}); the virtio "
+                 f"device is {me}."):
+        pcimem_start = 0x80000000 if machine == "pc" else sum(Q35_PCIEXBAR)
+        dev._note("pci_bios_init_platform", SRC,
+                  f"{'i440fx_mem_addr_setup' if machine == 'pc' else 'mch_mem_addr_setup'}: with "
+                  f"{MEMORY >> 20} MiB of RAM the 32-bit PCI window is 0x{pcimem_start:x}-0x{PCIMEM_END - 1:x}; "
+                  f"interrupt routing is {'PIIX' if machine == 'pc' else 'ICH9'} (LNKA-D = IRQ 10, 10, 11, 11).",
+                  pcimem_start=pcimem_start)
+        lists = {0: ([], [], []), 1: ([], [], [])}
+        with tr.call("pci_bios_check_devices", SRC,
+                     "Size every BAR (write all ones, read back) and queue it on its bus, largest "
+                     "alignment first; then size each bridge window from what is behind it."):
+            for f in order:
+                lst = lists[f.bus if root_port else 0]
+                if f.name == "virtio device":
+                    sized = [pci_bios_get_bar(dev, i) for i in _bar_indexes(dev)]
+                    bars = tuple(b for b in sized if b)
+                else:
+                    bars = f.bars
+                    if bars or f.note:
+                        dev._note("pci_bios_get_bar", SRC,
+                                  f"{f.bdf} {f.name}: " + (", ".join(
+                                      f"BAR{b.index} {TYPE_NAMES[b.type]} {b.size:#x}" for b in bars)
+                                      or "no BARs") + (f" ({f.note})" if f.note else "") + ".",
+                                  bdf=f.bdf)
+                for b in bars:
+                    size = max(b.size, PCI_DEVICE_MEM_MIN) if b.type != IO else b.size
+                    _insert(lst[b.type], Entry(f.bdf if f.name != "virtio device" else "device",
+                                               b.index, size, size, b.type, b.is64))
+            if root_port:
+                _bridge_windows(dev, lists)
+        with tr.call("pci_bios_map_devices", SRC,
+                     "Place the queued BARs: IO from 0xc000 up, memory packed below the IOAPIC "
+                     "(0xfec00000), each list in its sorted order."):
+            _map(dev, lists, pcimem_start, place, root_port)
+        with tr.call("pci_bios_init_devices", SRC,
+                     "Per function: interrupt line from the board's routing, device-specific setup, "
+                     "then Command |= IO | Memory | SERR."):
+            for f in order:
+                if f.name != "virtio device":
+                    if f.pin:
+                        chain = [f.dev] if f.bus == 0 else [f.dev, ROOT_PORT.dev]
+                        dev._note("pci_bios_init_device", SRC,
+                                  f"{f.bdf} {f.name}: interrupt line {_slot_irq(machine, chain, f.pin)}; "
+                                  f"Command |= IO|MEM|SERR.", bdf=f.bdf)
+                    continue
+                with tr.call("pci_bios_init_device", SRC,
+                             f"{me}: map INT{'ABCD'[max(dev.config[regs.PCI_INTERRUPT_PIN], 1) - 1]} to an ISA "
+                             f"IRQ and turn on IO, memory decoding and SERR#."):
+                    pin = dev.config_read(regs.PCI_INTERRUPT_PIN, 1)
+                    if pin:
+                        chain = [slot] + ([ROOT_PORT.dev] if root_port else [])
+                        dev.config_write(regs.PCI_INTERRUPT_LINE, _slot_irq(machine, chain, pin), 1)
+                    cmd = dev.config_read(regs.PCI_COMMAND, 2)
+                    dev.config_write(regs.PCI_COMMAND, cmd | regs.PCI_COMMAND_IO | regs.PCI_COMMAND_MEMORY
+                                     | regs.PCI_COMMAND_SERR, 2)
+    return place
+
+
+def _bar_indexes(dev: GuestDevice) -> list[int]:
+    """BAR0..5 then the ROM slot, skipping the high half of a 64-bit BAR."""
+    out, i = [], 0
+    while i < 6:
+        out.append(i)
+        reg = dev.config[regs.PCI_BASE_ADDRESS_0 + 4 * i]
+        i += 2 if not reg & 1 and reg & 0x6 == 0x4 else 1
+    return out + [regs.PCI_ROM_SLOT]
+
+
+def _bridge_windows(dev: GuestDevice, lists) -> None:
+    """The root port's IO, memory and prefetchable windows, sized from bus 1's lists."""
+    for typ in (IO, MEM, PREFMEM):
+        child = lists[1][typ]
+        align = max(PCI_BRIDGE_IO_MIN if typ == IO else PCI_BRIDGE_MEM_MIN, _align(child))
+        total = _sum(child)
+        # hot-pluggable PCIe slot: reserve a minimum window, except IO (optional on PCIe)
+        optional = typ == IO
+        if not total and not optional:
+            total = align
+        size = align_up(total, align)
+        is64 = typ == PREFMEM and all(e.is64 for e in child)
+        e = Entry(ROOT_PORT.bdf, -1, size, align, typ, is64, secondary=ROOT_PORT.secondary)
+        _insert(lists[0][typ], e)
+        dev._note("pci_bios_check_devices", SRC,
+                  f"Bridge {ROOT_PORT.bdf} {TYPE_NAMES[typ]} window: {size:#x} bytes aligned to "
+                  f"{align:#x} ({_sum(child):#x} needed behind it"
+                  + ("; IO is optional behind a PCIe hot-plug port, so nothing is reserved" if optional and not size
+                     else "; a hot-plug slot gets at least the minimum" if not _sum(child) else "")
+                  + (", 64-bit" if is64 else "") + ").", bdf=ROOT_PORT.bdf, type=TYPE_NAMES[typ], size=size)
+
+
+def _map(dev: GuestDevice, lists, pcimem_start: int, place: Placement, root_port: bool) -> None:
+    root = lists[0]
+    total_io = _sum(root[IO])
+    place.io_base = 0xC000 if total_io < 0x4000 else 0x1000
+
+    def init_mem() -> bool:
+        r_end, r_start = root[PREFMEM], root[MEM]
+        swapped = _align(r_start) < _align(r_end)
+        if swapped:
+            r_end, r_start = r_start, r_end
+        end_base = (PCIMEM_END - _sum(r_end)) // _align(r_end) * _align(r_end)
+        start_base = (end_base - _sum(r_start)) // _align(r_start) * _align(r_start)
+        if swapped:
+            place.mem_base, place.prefmem_base = end_base, start_base
+        else:
+            place.mem_base, place.prefmem_base = start_base, end_base
+        return pcimem_start <= start_base <= PCIMEM_END
+
+    high: list[tuple[list[Entry], int]] = []
+    if not init_mem():
+        # too big for 32 bits: move the 64-bit BARs above 4 GiB and try again
+        r64 = ([e for e in root[MEM] if e.is64], [e for e in root[PREFMEM] if e.is64])
+        for typ, moved in ((MEM, r64[0]), (PREFMEM, r64[1])):
+            root[typ][:] = [e for e in root[typ] if not e.is64]
+        init_mem()
+        base = align_up(align_up(1 << 32, _align(r64[0])), 1 << 30)
+        pref = align_up(align_up(base + _sum(r64[0]), _align(r64[1])), 1 << 30)
+        high = [(r64[0], base), (r64[1], pref)]
+        place.mem64 = True
+    dev._note("pci_bios_init_root_regions", SRC,
+              f"IO from 0x{place.io_base:x} ({total_io:#x} bytes); memory from 0x{place.mem_base:x}, "
+              f"prefetchable from 0x{place.prefmem_base:x} (each list ends as close to 0xfec00000 as its "
+              f"alignment allows)" + ("; 64-bit BARs go above 4 GiB" if high else "") + ".")
+    bases = {0: [place.io_base, place.mem_base, place.prefmem_base], 1: [0, 0, 0]}
+    for lst, base in high:
+        _map_list(dev, lst, base, bases, place)
+    for bus in (0, 1) if root_port else (0,):
+        for typ in (IO, MEM, PREFMEM):
+            _map_list(dev, lists[bus][typ], bases[bus][typ], bases, place)
+
+
+def _map_list(dev: GuestDevice, lst: list[Entry], base: int, bases, place: Placement) -> None:
+    """pci_region_map_entries: hand out addresses in list order."""
+    for e in lst:
+        e.address = base
+        base += e.size
+        if e.bar == -1:
+            bases[e.secondary][e.type] = e.address
+            limit = e.address + e.size - 1
+            dev._note("pci_region_map_one_entry", SRC,
+                      f"Bridge {e.owner} {TYPE_NAMES[e.type]} window 0x{e.address:x}-0x{limit:x}"
+                      + (" (empty: base above limit, disabled)" if not e.size else "") + ".",
+                      bdf=e.owner, type=TYPE_NAMES[e.type], address=e.address, size=e.size)
+            place.others.append(e)
+        elif e.owner == "device":
+            with dev.tracer.call("pci_set_io_region_addr", SRC,
+                                 f"Place the device's {'ROM' if e.bar == regs.PCI_ROM_SLOT else f'BAR{e.bar}'} "
+                                 f"({TYPE_NAMES[e.type]}, {e.size:#x} bytes) at 0x{e.address:x}.",
+                                 bar=e.bar, address=e.address, size=e.size):
+                ofs = regs.PCI_ROM_ADDRESS if e.bar == regs.PCI_ROM_SLOT else regs.PCI_BASE_ADDRESS_0 + 4 * e.bar
+                dev.config_write(ofs, e.address & 0xFFFFFFFF, 4)
+                if e.is64:
+                    dev.config_write(ofs + 4, e.address >> 32, 4)
+            place.bars[e.bar] = e.address
+        else:
+            dev._note("pci_region_map_one_entry", SRC,
+                      f"{e.owner} BAR{e.bar} ({TYPE_NAMES[e.type]}) at 0x{e.address:x}.",
+                      bdf=e.owner, bar=e.bar, address=e.address)
+            place.others.append(e)
+
+
+# --------------------------------------------------------------------------
+# after pci_setup: option ROMs and SeaBIOS's own virtio drivers
+
+def seabios_drives(dev: GuestDevice) -> str | None:
+    """Which SeaBIOS driver claims the device (virtio-blk / virtio-scsi; both IDs), if any."""
+    did = dev.config_read(regs.PCI_DEVICE_ID, 2)
+    return {0x1001: "virtio-blk", 0x1042: "virtio-blk", 0x1004: "virtio-scsi",
+            0x1048: "virtio-scsi"}.get(did)
+
+
+def map_pcirom(dev: GuestDevice) -> None:
+    """optionroms.c: map_pcirom: size the ROM again, enable it, copy the image, restore."""
+    rom = dev.facts.bar(regs.PCI_ROM_SLOT)
+    if rom is None:
+        return
+    with dev.tracer.call("map_pcirom", "src/optionroms.c",
+                         "The device has an option ROM and no SeaBIOS driver: enable the ROM BAR, "
+                         "copy the image into shadow RAM, disable it again (the copy's init code then "
+                         "runs from there).", size=rom.size):
+        orig = dev.config_read(regs.PCI_ROM_ADDRESS, 4)
+        dev.config_write(regs.PCI_ROM_ADDRESS, 0xFFFFFFFE, 4)
+        size = dev.config_read(regs.PCI_ROM_ADDRESS, 4)
+        orig &= ~1
+        if not size or size == 0xFFFFFFFF or orig == size or (orig + (4 << 20)) & 0xFFFFFFFF < 20 << 20:
+            dev.config_write(regs.PCI_ROM_ADDRESS, orig, 4)
+            return
+        dev.config_write(regs.PCI_ROM_ADDRESS, orig | 1, 4)
+        dev._note("copy_rom", "src/optionroms.c",
+                  f"Read the ROM image at 0x{orig:x} (signature 55aa, PCI data structure matching "
+                  f"the device) and copy it below 1 MiB.")
+        dev.config_write(regs.PCI_ROM_ADDRESS, orig, 4)
+
+
+def seabios_virtio(dev: GuestDevice, kind: str) -> None:
+    """init_virtio_blk / init_virtio_scsi: SeaBIOS brings the disk up so it could boot from it."""
+    modern = dev.vdev.host_features >> 32 & 1 and dev.facts.modern
+    with dev.tracer.call(f"init_{kind.replace('-', '_')}", f"src/hw/{kind}.c",
+                         f"SeaBIOS drives the {kind} itself (a boot device): vp_init_simple finds the "
+                         f"{'modern' if modern else 'legacy'} interface, resets the device, turns on "
+                         f"Bus Master and sets ACKNOWLEDGE|DRIVER; then features, one virtqueue and "
+                         f"DRIVER_OK."):
+        legacy = 0
+        if modern:
+            _vp_write(dev, "device_status", 0)
+            dev.bar_read(*dev.region("isr"), 1)  # vp_reset reads the ISR to drop a stale interrupt
+        else:
+            dev.bar_write(legacy, regs.VIRTIO_PCI_STATUS, 0, 1)
+            dev.bar_read(legacy, regs.VIRTIO_PCI_ISR, 1)
+        cmd = dev.config_read(regs.PCI_COMMAND, 2)
+        dev.config_write(regs.PCI_COMMAND, cmd | regs.PCI_COMMAND_MASTER, 2)  # pci_enable_busmaster
+        status = 1 | 2
+        if modern:
+            _vp_write(dev, "device_status", status)
+            _vp_write(dev, "device_feature_select", 0)
+            lo = _vp_read(dev, "device_feature")
+            _vp_write(dev, "device_feature_select", 1)
+            hi = _vp_read(dev, "device_feature")
+            feats = lo | hi << 32
+            want = (1 << 32) | (1 << 33) | ((1 << 6) | (1 << 2) | (1 << 1) if kind == "virtio-blk" else 0)
+            _vp_write(dev, "driver_feature_select", 0)
+            _vp_write(dev, "driver_feature", feats & want & 0xFFFFFFFF)
+            _vp_write(dev, "driver_feature_select", 1)
+            _vp_write(dev, "driver_feature", (feats & want) >> 32)
+            status |= 8
+            _vp_write(dev, "device_status", status)
+            _vp_read(dev, "device_status")
+        else:
+            dev.bar_write(legacy, regs.VIRTIO_PCI_STATUS, status, 1)
+        queue = 0 if kind == "virtio-blk" else 2  # virtio-scsi talks on its request queue
+        ring = 0x07FBE000  # SeaBIOS's high-memory allocation (illustrative address)
+        if modern:
+            _vp_write(dev, "queue_select", queue)
+            num = _vp_read(dev, "queue_size")
+            if num > MAX_QUEUE_NUM:
+                _vp_write(dev, "queue_size", MAX_QUEUE_NUM)
+                num = _vp_read(dev, "queue_size")
+            _vp_read(dev, "queue_enable")
+            for name, addr in (("desc", ring), ("avail", ring + 16 * num),
+                               ("used", align_up(ring + 16 * num + 6 + 2 * num, 4096))):
+                _vp_write(dev, f"queue_{name}_lo", addr)
+                _vp_write(dev, f"queue_{name}_hi", 0)
+            _vp_write(dev, "queue_enable", 1)
+            _vp_read(dev, "queue_notify_off")
+        else:
+            dev.bar_write(legacy, regs.VIRTIO_PCI_QUEUE_SEL, queue, 2)
+            dev.bar_read(legacy, regs.VIRTIO_PCI_QUEUE_NUM, 2)
+            dev.bar_read(legacy, regs.VIRTIO_PCI_QUEUE_PFN, 4)
+            dev.bar_write(legacy, regs.VIRTIO_PCI_QUEUE_PFN, ring >> 12, 4)
+        status |= 4
+        if modern:
+            _vp_write(dev, "device_status", status)
+        else:
+            dev.bar_write(legacy, regs.VIRTIO_PCI_STATUS, status, 1)
+
+
+def _vp_write(dev: GuestDevice, name: str, value: int) -> None:
+    dev.common_write(name, value)
+
+
+def _vp_read(dev: GuestDevice, name: str) -> int:
+    return dev.common_read(name)
