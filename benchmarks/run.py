@@ -84,13 +84,17 @@ def measure(fn: Callable[[], Any]) -> dict[str, Any]:
     for _ in range(2):
         fn()
     runs = max(MIN_RUNS, min(MAX_RUNS, int(TARGET_SECONDS / max(warm, 1e-7))))
-    times = []
-    perf = time.perf_counter
+    times, cpu = [], []
+    perf, proc = time.perf_counter, time.process_time
     for _ in range(runs):
-        t = perf()
+        t, c = perf(), proc()
         fn()
         times.append(perf() - t)
-    return {"value": statistics.median(times), "unit": "s", "runs": runs}
+        cpu.append(proc() - c)
+    # the CPU time this process spent: on a shared machine the wall median also holds the
+    # time other processes had the CPU, so both are shown
+    return {"value": statistics.median(times), "unit": "s", "runs": runs,
+            "cpu": statistics.median(cpu)}
 
 
 def machine() -> str:
@@ -102,7 +106,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}), "
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (f"load average {load}; {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}), "
             f"{cpu}, Python {platform.python_version()} ({platform.python_implementation()}), "
             f"{platform.system()} {platform.release()}")
 
@@ -139,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             ok = "ok" if good else "MISSED"
             missed += not good
         btxt = "—" if b is None else (("≥ " if higher else "≤ ") + _fmt(b, unit))
-        rows.append((name, _fmt(r["value"], unit), btxt, ok, r.get("note", "")))
+        note = r.get("note", "")
+        if "cpu" in r and r["cpu"] > 1e-4:  # process_time ticks are coarse below ~0.1 ms
+            note = f"CPU {_fmt_time(r['cpu'])}" + (f"; {note}" if note else "")
+        rows.append((name, _fmt(r["value"], unit), btxt, ok, note))
 
     head = ("benchmark", "median", "budget", "ok", "note")
     if args.markdown:
