@@ -136,6 +136,8 @@ OTHER_ROWS = [
     Bad("session:bad-step", "\"step\" must be an integer", lambda: Session("virtio-net-pci", step="end")),
     Bad("session:refused-spec", "Parameter 'mq' expects 'on' or 'off'",
         lambda: Session("virtio-net-pci,mq=2").validate()),
+    Bad("report:unwritable", "cannot write the report to", None,
+        ("report", "virtio-net-pci", "-o", "{tmp}/no/such/dir/r.html")),
     # the command line itself
     Bad("cli:unknown-command", "invalid choice: 'plugg'", None, ("plugg", "virtio-net-pci")),
     Bad("cli:missing-spec", "the following arguments are required: spec", None, ("plug",)),

@@ -146,7 +146,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .plug import Machine
     from .report import write_report
     Machine(args.machine, args.root_port)
-    path = write_report(args.spec, args.output, args.machine, args.root_port)
+    try:
+        path = write_report(args.spec, args.output, args.machine, args.root_port)
+    except OSError as err:
+        raise VirtioLabError(f"cannot write the report to {args.output}: "
+                             f"{err.strerror or err}") from None
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB): open it in any browser, no network needed")
     return 0
 
