@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
+# Jupyter refuses to run as root unless told (containers, CI, Binder-like sandboxes run as root)
+ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 LAB_STAMP  := $(VENV)/.installed-lab
 TEST_STAMP := $(VENV)/.installed-test
@@ -36,7 +38,7 @@ $(TEST_STAMP): pyproject.toml $(LAB_STAMP)
 	@touch $@
 
 lab: $(LAB_STAMP)
-	$(BIN)/jupyter lab notebooks/00-start.ipynb $(ARGS)
+	$(BIN)/jupyter lab notebooks/00-start.ipynb $(ROOT_OK) $(ARGS)
 
 # Voila renders the notebook as an app: outputs only, one kernel per visitor.
 app: $(LAB_STAMP)
