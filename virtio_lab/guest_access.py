@@ -743,8 +743,8 @@ class GuestDevice(ConfigAccess):
                 "status": d.status,
                 "msix_config_vector": d.config_vector,
                 "msix_queue_vector": q.vector if q else NO_VECTOR,
-            }.get(name, 0)
-        return "virtio_ioport_read", VPC, v, f"legacy {name or 'header byte'}"
+            }.get(name, 0xFFFFFFFF)  # an offset that starts no register reads all ones
+        return "virtio_ioport_read", VPC, v, f"legacy {name or 'header offset without a register'}"
 
     def _legacy_write(self, rel: int, val: int, size: int) -> tuple[str, str, str]:
         d = self.vdev
@@ -754,7 +754,8 @@ class GuestDevice(ConfigAccess):
                 self._device_write(rel - cfg_off, val, size)
         name = LEGACY_CFG.get(rel, "")
         q = d.queue(d.queue_sel)
-        what = f"legacy {name or 'header byte'} = 0x{val:x}"
+        what = (f"legacy {name} = 0x{val:x}" if name else
+                f"no register starts at header offset {rel}: QEMU logs 'unexpected address' and ignores it")
         if name == "guest_features":
             if not d.status & FEATURES_OK:
                 d.guest_features = val & d.host_features
@@ -775,8 +776,9 @@ class GuestDevice(ConfigAccess):
         elif name == "status":
             what = self._set_status(val & 0xFF)
             cmd = self.config[regs.PCI_COMMAND]
-            if val & DRIVER_OK and not cmd & regs.PCI_COMMAND_MASTER:
-                # old Linux drove the device without Bus Master: QEMU turns it on itself
+            if val == 1 | 2 and not cmd & regs.PCI_COMMAND_MASTER:
+                # Linux before 2.6.34 drove the device without Bus Master: on ACKNOWLEDGE|DRIVER
+                # QEMU turns it on for the guest (pci_default_write_config, so the write rule applies)
                 before = bytes(self.config[regs.PCI_COMMAND:regs.PCI_COMMAND + 1])
                 self.config[regs.PCI_COMMAND] = ((cmd & ~self.wmask[regs.PCI_COMMAND])
                                                  | ((cmd | regs.PCI_COMMAND_MASTER) & self.wmask[regs.PCI_COMMAND])) & 0xFF
