@@ -149,3 +149,26 @@ def test_cli_bad_input_one_line_exit_2(args):
     res = _cli(*args)
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_firmware_places_the_other_functions_like_seabios(path, results):
+    """The board's own BARs (IDE, AHCI, SMBus, root port) land where the real guest saw them."""
+    want = _load(path)["other_functions"]
+    placed = {(e.owner, e.bar): e.address for e in results[path.stem].placement.others if e.bar >= 0}
+    assert placed
+    for (bdf, bar), addr in placed.items():
+        real = {b["index"]: b["address"] for b in want[f"0000:{bdf}"]["bars"]}
+        assert real.get(bar) == addr, (bdf, bar)
+
+
+@pytest.mark.parametrize("path", [p for p in CASES if p.stem.startswith("q35rp")], ids=lambda p: p.stem)
+def test_root_port_windows(path, results):
+    """SeaBIOS's memory and prefetchable windows on the root port (bridge base/limit registers)."""
+    cfg = bytes.fromhex(_load(path)["other_functions"]["0000:00:02.0"]["config"])
+    word = lambda o: int.from_bytes(cfg[o:o + 2], "little")  # noqa: E731
+    real = {1: ((word(0x20) & 0xFFF0) << 16, ((word(0x22) & 0xFFF0) << 16) | 0xFFFFF),
+            2: ((word(0x24) & 0xFFF0) << 16, ((word(0x26) & 0xFFF0) << 16) | 0xFFFFF)}
+    windows = {e.type: (e.address, e.address + e.size - 1)
+               for e in results[path.stem].placement.others if e.bar == -1 and e.size}
+    assert windows == real

@@ -55,6 +55,7 @@ class PciFunction:
     pin: int = 0
     secondary: int = 0  # a PCI bridge's secondary bus (0: not a bridge)
     note: str = ""
+    fixed: dict = field(default_factory=dict)  # (bar, type) -> address its pci_init_device sets
 
     @property
     def bdf(self) -> str:
@@ -75,7 +76,7 @@ PLATFORM = {
         PciFunction(0, 0x1F, 0, "ICH9 LPC bridge", note="ACPI PM base 0x600 (ich9_lpc_setup)"),
         PciFunction(0, 0x1F, 2, "ICH9 AHCI", (FwBar(4, IO, 32), FwBar(5, MEM, 4096)), pin=1),
         PciFunction(0, 0x1F, 3, "ICH9 SMBus", (FwBar(4, IO, 64),), pin=1,
-                    note="ich9_smbus_setup later moves BAR4 to 0x700"),
+                    note="ich9_smbus_setup later moves BAR4 to 0x700", fixed={(4, IO): 0x700}),
     ),
 }
 ROOT_PORT = PciFunction(0, 2, 0, "pcie-root-port", (FwBar(0, MEM, 4096),), pin=1, secondary=1,
@@ -220,11 +221,16 @@ def pci_setup(dev: GuestDevice, machine: str, root_port: bool) -> Placement:
                      "then Command |= IO | Memory | SERR."):
             for f in order:
                 if f.name != "virtio device":
-                    if f.pin:
+                    moved = ""
+                    for e in place.others:
+                        if e.owner == f.bdf and (e.bar, e.type) in f.fixed:
+                            e.address = f.fixed[(e.bar, e.type)]  # pci_init_device's own setup
+                            moved = f"; its setup moves BAR{e.bar} to 0x{e.address:x}"
+                    if f.pin or moved:
                         chain = [f.dev] if f.bus == 0 else [f.dev, ROOT_PORT.dev]
+                        irq = f"interrupt line {_slot_irq(machine, chain, f.pin)}; " if f.pin else ""
                         dev._note("pci_bios_init_device", SRC,
-                                  f"{f.bdf} {f.name}: interrupt line {_slot_irq(machine, chain, f.pin)}; "
-                                  f"Command |= IO|MEM|SERR.", bdf=f.bdf)
+                                  f"{f.bdf} {f.name}: {irq}Command |= IO|MEM|SERR{moved}.", bdf=f.bdf)
                     continue
                 with tr.call("pci_bios_init_device", SRC,
                              f"{me}: map INT{'ABCD'[max(dev.config[regs.PCI_INTERRUPT_PIN], 1) - 1]} to an ISA "
