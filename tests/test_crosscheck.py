@@ -175,7 +175,7 @@ from hypothesis import strategies as st  # noqa: E402
 #: VIRTIO_LAB_RANDOM_BATCHES=N draws more; VIRTIO_LAB_RANDOM_EXPLORE=1 draws new cases
 #: each run instead of CI's fixed ones (to hunt for differences locally).
 BATCH = 40
-EXAMPLES = int(os.environ.get("VIRTIO_LAB_RANDOM_BATCHES", "3"))
+EXAMPLES = int(os.environ.get("VIRTIO_LAB_RANDOM_BATCHES", "8"))
 EXPLORE = bool(os.environ.get("VIRTIO_LAB_RANDOM_EXPLORE"))
 
 #: properties not drawn: placement, backend links and host files (the sweep passes the
@@ -235,7 +235,7 @@ BY_NAME = {
     "duplex": st.sampled_from(["full", "half", "sideways", ""]),
     "mac": _mac(),
     "serial": _text(30),
-    "mount_tag": st.one_of(_text(40), st.sampled_from(["a" * 255, "a" * 256, "b" * 300])),
+    "mount_tag": st.one_of(_text(40), st.sampled_from(["", "a" * 31, "a" * 32, "a" * 255, "b" * 300])),
     "class": st.sampled_from([0, 0x0100, 0x0180, 0x0200, 0x0280, 0x0300, 0x0780, 0x0880,
                               0xff00, 0x123456, 2**32 - 1]),
     "max_ports": _ints([0, 1, 2, 30, 31, 32, 33, 510, 511, 512, 1000], 0, 1100),
@@ -249,7 +249,8 @@ BY_NAME = {
     "bootindex": st.sampled_from([-1, 0, 1, 7]),
     "max-bytes": st.sampled_from(EDGE_U64),
     "period": st.sampled_from([0, 1, 1000, 65536, 2**32 - 1]),
-    "memaddr": st.sampled_from([0, 0x123, 0x140000000]),
+    "memaddr": st.sampled_from([0, 0x123, 0x200000, 0x140000000, 0x140200000, 0x220000000,
+                                0x220200000, 2**64 - 1]),
     "node": st.sampled_from([0, 1]),
     "tx": st.sampled_from(["timer", "bh", "nope"]),
     "guest-stats-polling-interval": st.sampled_from([-1, 0, 1, 2, 2**31 - 1, 2**32]),
@@ -257,7 +258,7 @@ BY_NAME = {
     "head": st.sampled_from([0, 1, 5]),
     "logical_block_size": st.sampled_from(["0", "512", "513", "1024", "4096", "4k", "2M", "4M"]),
     "physical_block_size": st.sampled_from(["0", "512", "1024", "4096", "64k", "2M", "4M"]),
-    "block-size": st.sampled_from(["1M", "2M", "3M", "4M", "1G"]),
+    "block-size": st.sampled_from(["0", "512k", "1M", "2M", "3M", "4M", "1G"]),
     "requested-size": st.sampled_from(["0", "3M", "256M", "1G", "2G"]),
     "size": st.sampled_from(["1G"]),
     "max_hostmem": st.sampled_from(["0", "1M", "256M", "1G"]),
@@ -320,6 +321,9 @@ def _random_batches(cases):
     results = crosscheck_many(cases)
     TRIED.extend(results)
     bad = [r for r in results if not r.identical]
+    if EXPLORE:  # keep drawing: every difference of the run goes to the findings file
+        _report(bad, _random_batches.tmp_dir)
+        return
     assert not bad, _report(bad, _random_batches.tmp_dir)
 
 
@@ -333,9 +337,13 @@ def test_random_option_combinations_identical(tmp_path, record_property):
     finally:
         secs = time.monotonic() - t0
         refused = sum(r.refused for r in TRIED)
+        distinct = len({(r.spec, r.machine, r.root_port) for r in TRIED})
         record_property("random_combinations", len(TRIED))
+        record_property("random_distinct", distinct)
         record_property("random_seconds", round(secs, 1))
-        print(f"\ncrosscheck random: {len(TRIED)} combinations ({refused} refused by QEMU), "
+        print(f"\ncrosscheck random: {len(TRIED)} combinations ({distinct} distinct, "
+              f"{refused} refused by QEMU), "
               f"{sum(not r.identical for r in TRIED)} differ, {secs:.1f} s")
-    assert len(TRIED) >= 100
+    assert not [r for r in TRIED if not r.identical], "differences: see the findings file"
+    assert distinct >= 100  # hypothesis may draw a combination twice
     assert secs < 60 * EXAMPLES

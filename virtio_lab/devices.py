@@ -87,6 +87,8 @@ class DeviceModel:
     backend_note: str = ""
     realize_check: Callable[[DeviceSpec, bool], None] = lambda s, legacy: None
     realize_note: str = ""
+    #: the machine's hotplug handler's check before any realize (memory devices: where they go)
+    pre_plug: Callable[[DeviceSpec], None] | None = None
 
     def property_features(self, spec: DeviceSpec) -> int:
         """host_features as the properties set them (DEFINE_PROP_BIT64 on host_features)."""
@@ -132,7 +134,7 @@ def _net_property_features(s: DeviceSpec) -> int:
     f = MODELS["virtio-net-pci"].property_features(s) | _bit(VIRTIO_NET_F_MAC)
     if s.value("host_mtu"):
         f |= _bit(VIRTIO_NET_F_MTU)
-    if s.has("duplex") or (s.value("speed") or -1) >= 0:
+    if s.has("duplex") or s.value("speed") >= 0:  # speed=0 is a speed
         f |= _bit(VIRTIO_NET_F_SPEED_DUPLEX)
     return f
 
@@ -158,13 +160,15 @@ def _net_get_features(s: DeviceSpec, f: int) -> int:
 
 
 def _mac_bytes(s: DeviceSpec) -> bytes:
+    default = bytes.fromhex("525400123456")  # qemu_macaddr_default_if_unset, first NIC
     mac = s.value("mac")
     if not mac:
-        return bytes.fromhex("525400123456")  # qemu_macaddr_default_if_unset, first NIC
+        return default
     parts = mac.split(":")
     if len(parts) != 6 or not all(len(p) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
         raise VirtioLabError(f"Property 'virtio-net-device.mac' doesn't take value '{mac}'")
-    return bytes(int(p, 16) for p in parts)
+    given = bytes(int(p, 16) for p in parts)
+    return given if any(given) else default  # all zeros means "unset" to QEMU
 
 
 def _net_device_config(s: DeviceSpec) -> bytes:
@@ -203,13 +207,14 @@ BLK_NAMES = {1: "SIZE_MAX", 2: "SEG_MAX", 4: "GEOMETRY", 5: "RO", 6: "BLK_SIZE",
 NULL_CO_SECTORS = (1 << 30) // 512  # -blockdev driver=null-co defaults to 1 GiB
 
 
-def _num_queues_auto(value: int, fixed: int) -> int:
-    """virtio_pci_optimal_num_queues with one vCPU (the oracle machines have one)."""
-    return 1 if value == 0xFFFF or value == 0xFFFFFFFF else value
+def _num_queues_auto(value: int, auto: int) -> int:
+    """The property's "auto" value (its type's maximum) becomes
+    virtio_pci_optimal_num_queues: one queue with one vCPU (the oracle machines have one)."""
+    return 1 if value == auto else value
 
 
 def _blk_num_queues(s: DeviceSpec) -> int:
-    return _num_queues_auto(s.value("num-queues"), 0)
+    return _num_queues_auto(s.value("num-queues"), 0xFFFF)  # VIRTIO_BLK_AUTO_NUM_QUEUES
 
 
 def _blk_config_len(s: DeviceSpec) -> int:
@@ -228,10 +233,18 @@ def _blk_get_features(s: DeviceSpec, f: int) -> int:
     else:
         f &= ~_bit(VIRTIO_F_ANY_LAYOUT)
         f |= _bit(7)
-    f |= _bit(9)  # WCE: the null-co drive caches writes (writeback)
+    # WCE (virtio_blk_get_features): offered when the drive caches writes (the null-co
+    # drive does unless write-cache=off), or the guest may switch caching (CONFIG_WCE)
+    if _blk_write_cache(s) or (s.value("x-enable-wce-if-config-wce") and f & _bit(11)):
+        f |= _bit(9)
     if _blk_num_queues(s) > 1:
         f |= _bit(12)
     return f
+
+
+def _blk_write_cache(s: DeviceSpec) -> bool:
+    """blkconf_apply_backend_options: write-cache=auto keeps the drive's (writeback)."""
+    return s.value("write-cache") != "off"
 
 
 def _blk_geometry(s: DeviceSpec) -> tuple[int, int, int]:
@@ -268,7 +281,7 @@ def _blk_device_config(s: DeviceSpec) -> bytes:
            + le(logical, 4) + bytes([(physical // logical).bit_length() - 1, 0])
            + le((s.value("min_io_size") or 0) // logical, 2)
            + le((s.value("opt_io_size") or 0) // logical, 4)  # blk_size and topology
-           + bytes([1, 0])  # wce (writeback cache), unused
+           + bytes([int(_blk_write_cache(s)), 0])  # writeback, unused
            + le(_blk_num_queues(s), 2)
            + (le(s.value("max-discard-sectors"), 4) + le(1, 4) + le(granularity >> 9, 4)
               if s.value("discard")
@@ -339,7 +352,7 @@ def _blkconf_blocksizes_check(s: DeviceSpec) -> None:
 
 # ----------------------------------------------------------------------------- scsi
 def _scsi_num_queues(s: DeviceSpec) -> int:
-    return _num_queues_auto(s.value("num_queues"), 2)
+    return _num_queues_auto(s.value("num_queues"), 0xFFFFFFFF)  # VIRTIO_SCSI_AUTO_NUM_QUEUES
 
 
 def _scsi_check(s: DeviceSpec, legacy: bool) -> None:
@@ -425,6 +438,62 @@ def _positive(s: DeviceSpec, prop: str) -> None:
         raise VirtioLabError(f"'{prop}' parameter expects a positive integer")
 
 
+def _rng_check(s: DeviceSpec, legacy: bool) -> None:
+    """virtio_rng_device_realize: max-bytes is a uint64 QEMU then wants below 2^63."""
+    _positive(s, "period")
+    if s.value("max-bytes") > 2**63 - 1:
+        raise VirtioLabError("'max-bytes' parameter must be non-negative, and less than 2^63")
+
+
+# ----------------------------------------------------------------------------- memory devices
+#: The machine virtio_lab models for memory devices (as the probe starts QEMU):
+#: -m 512M,slots=2,maxmem=4G and -object memory-backend-ram,id=mem0,size=1G.
+MEMDEV_SIZE = 1 << 30
+#: Device memory starts at 4 GiB (all 512 MiB of RAM sit below it) and spans
+#: maxmem - ram plus 1 GiB per slot (pc_memory_init with enforce_aligned_dimm).
+DEVICE_MEMORY_BASE = 1 << 32
+DEVICE_MEMORY_SIZE = (4 << 30) - (512 << 20) + 2 * (1 << 30)
+#: A RAM backend's alignment on x86-64 hosts (QEMU_VMALLOC_ALIGN: transparent huge pages).
+HOST_PAGE_ALIGN = 2 << 20
+
+
+def _memory_device_pre_plug(s: DeviceSpec, no_memdev: str, align: int) -> None:
+    """hw/mem/memory-device.c: memory_device_pre_plug -> memory_device_get_free_addr.
+
+    memaddr=0 lets QEMU choose; any other address must be aligned and the whole
+    device must fit inside the machine's device-memory range."""
+    if not s.has("memdev"):
+        raise VirtioLabError(no_memdev)
+    hint = s.value("memaddr") or 0  # 0: QEMU chooses
+    if hint % align:
+        raise VirtioLabError(f"address must be aligned to {align:#x} bytes")
+    if MEMDEV_SIZE % align:
+        raise VirtioLabError(f"backend memory size must be multiple of {align:#x}")
+    if not hint:
+        return
+    end = DEVICE_MEMORY_BASE + DEVICE_MEMORY_SIZE
+    if hint < DEVICE_MEMORY_BASE or hint + MEMDEV_SIZE > end:
+        raise VirtioLabError(f"can't add memory device [{hint:#x}:{MEMDEV_SIZE:#x}], usable range "
+                             f"for memory devices [{DEVICE_MEMORY_BASE:#x}:{DEVICE_MEMORY_SIZE:#x}]")
+
+
+def _mem_check(s: DeviceSpec, legacy: bool) -> None:
+    """virtio-mem.c: virtio_mem_device_realize, the checks a RAM backend can fail."""
+    if not s.has("memdev"):
+        raise VirtioLabError("'memdev' property must be set",
+                             "add memdev=mem0: virtio_lab models -object memory-backend-ram,id=mem0")
+    if s.value("node") >= NUMA_NODES:  # QEMU's message lacks a space after "exceeds"
+        raise VirtioLabError(f"'node' property has value '{s.value('node')}', which exceedsthe "
+                             f"number of numa nodes: {NUMA_NODES}")
+    block = s.value("block-size") or HOST_PAGE_ALIGN
+    if (s.value("requested-size") or 0) % block:
+        raise VirtioLabError(f"'requested-size' property has to be multiples of 'block-size' ({block:#x})")
+
+
+#: No -numa options: QEMU counts one node.
+NUMA_NODES = 1
+
+
 # ----------------------------------------------------------------------------- table
 def _fixed(n: int) -> Rule:
     return lambda s: n
@@ -492,7 +561,7 @@ _register(DeviceModel(
     name="virtio-rng-pci", vdev_type="virtio-rng-device", vdev_name="virtio-rng", virtio_id=4,
     pci_device_id=0x1005, class_id=0x00FF, summary="entropy source",
     nvectors=lambda s: 2, config_len=_fixed(0), queues=_q(8),
-    realize_check=lambda s, legacy: _positive(s, "period"),
+    realize_check=_rng_check,
 ))
 _register(DeviceModel(
     name="virtio-balloon-pci", vdev_type="virtio-balloon-device", vdev_name="virtio-balloon",
@@ -516,8 +585,17 @@ def _9p_check(s: DeviceSpec, legacy: bool) -> None:
     if not s.has("fsdev"):
         raise VirtioLabError("9pfs device couldn't find fsdev with the id = NULL",
                              "add fsdev=fs0,mount_tag=share (virtio_lab models a local fsdev)")
-    if not s.value("mount_tag"):
+    tag = s.value("mount_tag")
+    if tag is None:  # an empty tag is a tag (hw/9pfs/9p.c: v9fs_device_realize_common)
         raise VirtioLabError(f"fsdev with id {s.value('fsdev')} needs mount_tag arguments")
+    n = len(tag.encode())
+    if n > MAX_TAG_LEN - 1:  # the tag and its NUL fit MAX_TAG_LEN bytes
+        raise VirtioLabError(f"mount tag '{tag}' ({n} bytes) is longer than maximum "
+                             f"({MAX_TAG_LEN - 1} bytes)")
+
+
+#: hw/9pfs/9p.h: the longest mount tag, its terminating NUL included.
+MAX_TAG_LEN = 32
 
 
 _register(DeviceModel(
@@ -602,7 +680,9 @@ _register(DeviceModel(
     variants=False, forced_modern=True, config_len=_fixed(40), queues=_q(256, 256),
     feature_names={0: "INPUT_RANGE", 1: "DOMAIN_RANGE", 2: "MAP_UNMAP", 3: "BYPASS", 4: "PROBE",
                    5: "MMIO", 6: "BYPASS_CONFIG"},
-    get_features=lambda s, f: f | 0x77, device_config=_iommu_config,
+    # virtio_iommu_get_features ORs in its own set, which has EVENT_IDX, INDIRECT_DESC and
+    # VERSION_1 whatever event_idx= and indirect_desc= say
+    get_features=lambda s, f: f | 0x77 | _bit(28) | _bit(29) | _bit(32), device_config=_iommu_config,
     class_code=lambda s: s.value("class") or 0,
 ))
 _register(DeviceModel(
@@ -610,9 +690,12 @@ _register(DeviceModel(
     pci_device_id=0, class_id=0x00FF, summary="hot-pluggable memory", variants=False,
     forced_modern=True, config_len=_fixed(56), queues=_q(128), backend="memdev",
     feature_names={0: "ACPI_PXM", 1: "UNPLUGGED_INACCESSIBLE"},
-    get_features=lambda s, f: f | _bit(0),  # ACPI_PXM: x86 machines describe memory with ACPI
-    realize_check=_require("memdev", "'memdev' property must be set",
-                           "add memdev=mem0: virtio_lab models -object memory-backend-ram,id=mem0"),
+    # ACPI_PXM: x86 machines describe memory with ACPI; UNPLUGGED_INACCESSIBLE only when
+    # asked (auto is off for a RAM backend, which has the shared zero page)
+    get_features=lambda s, f: f | _bit(0) | (_bit(1) if s.value("unplugged-inaccessible") == "on" else 0),
+    realize_check=_mem_check,
+    pre_plug=lambda s: _memory_device_pre_plug(
+        s, "'memdev' property must be set", max(HOST_PAGE_ALIGN, s.value("block-size") or 0)),
 ))
 _register(DeviceModel(
     name="virtio-pmem-pci", vdev_type="virtio-pmem", vdev_name="virtio-pmem", virtio_id=27,
@@ -620,6 +703,7 @@ _register(DeviceModel(
     forced_modern=True, config_len=_fixed(16), queues=_q(128), backend="memdev",
     realize_check=_require("memdev", "'memdev' property is not set",
                            "add memdev=mem0: virtio_lab models -object memory-backend-ram,id=mem0"),
+    pre_plug=lambda s: _memory_device_pre_plug(s, "'memdev' property must be set", HOST_PAGE_ALIGN),
 ))
 
 

@@ -184,6 +184,8 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
         with tracer.call("device_set_realized", "hw/core/qdev.c",
                          f"Realize {ds.type} at {m.bdf} on {m.label}: run the realize chain "
                          f"virtio_pci_dc_realize → pci_qdev_realize → virtio_pci_realize."):
+            if info.model.pre_plug is not None:
+                proxy.memory_device_pre_plug()
             proxy.virtio_pci_dc_realize()
             with tracer.call("pci_qdev_realize", "hw/pci/pci.c",
                              "The generic PCI realize: register the device on its bus, run the "

@@ -172,5 +172,6 @@ def VIRTIO_PCI_CONFIG_OFF(msix_enabled: bool) -> int:
 
 
 VIRTIO_QUEUE_MAX: Final = 1024
+VIRTQUEUE_MAX_SIZE: Final = 1024  # the most entries one virtqueue may have
 QEMU_VIRTIO_PCI_QUEUE_MEM_MULT: Final = 0x1000
 VIRTIO_NO_VECTOR: Final = 0xFFFF

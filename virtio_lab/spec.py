@@ -157,6 +157,51 @@ def _check_size_kind(prop: PropDef, owner: str, value: int) -> int:
     return value
 
 
+#: QOM properties with a getter and no setter, by proxy type (transitional variants
+#: included) -> (the type QEMU names, property names).  ``-device TYPE,help`` lists
+#: them like the others, but setting one fails before its value is even read
+#: (qom/object.c: object_property_set).
+_READ_ONLY = {"virtio-mem-pci": ("virtio-mem", frozenset({"size"})),
+              "virtio-balloon-pci": ("virtio-balloon-device", frozenset({"guest-stats"}))}
+
+
+def _check_writable(type_name: str, key: str) -> None:
+    owner, names = _READ_ONLY.get(re.sub(r"-(non-)?transitional$", "", type_name), ("", ()))
+    if key in names:
+        raise VirtioLabError(f"Property '{owner}.{key}' is not writable")
+
+
+def _poll_interval(value: int) -> int:
+    """virtio-balloon.c: balloon_stats_set_poll_interval — seconds, 0 (off) up to UINT32_MAX."""
+    if value < 0:
+        raise VirtioLabError("timer value must be greater than zero")
+    if value > 0xFFFFFFFF:
+        raise VirtioLabError("timer value is too big")
+    return value
+
+
+def _mem_block_size(value: int) -> int:
+    """virtio-mem.c: virtio_mem_set_block_size — a power of two, at least 1 MiB."""
+    if value < 1 << 20:
+        raise VirtioLabError("'block-size' property has to be at least 0x100000")
+    if value & (value - 1):
+        raise VirtioLabError("'block-size' property has to be a power of two")
+    return value
+
+
+def _reserved_regions_len(value: int) -> int:
+    """virtio-iommu-pci's reserved-regions array: QEMU 7.2 refuses any length but 0 given
+    on -device ("set more than once": the length was already taken when it is set)."""
+    if value:
+        raise VirtioLabError("array size property len-reserved-regions may not be set more than once")
+    return value
+
+
+#: Setters that check a value after its type did (property name -> check).
+_SETTER_CHECKS = {"guest-stats-polling-interval": _poll_interval, "block-size": _mem_block_size,
+                  "len-reserved-regions": _reserved_regions_len}
+
+
 def _inner_type(type_name: str) -> str:
     """The virtio device inside a proxy (virtio-blk-pci-transitional -> virtio-blk-device)."""
     return re.sub(r"-pci(-(non-)?transitional)?$", "", type_name) + "-device"
@@ -182,6 +227,10 @@ def parse_value(prop: PropDef, text: str, owner: str = "") -> Any:
         v = _parse_int(text)
         if v is None:
             raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
+        if hi >= 2**63 - 1:  # 64-bit: qemu_strtou64/qemu_strtoi64 themselves refuse overflow
+            fits = -(2**64) < v < 2**64 if t.startswith("u") else lo <= v <= hi
+            if not fits:
+                raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
         if v < 0 and t.startswith("u"):
             v &= 2**64 - 1  # strtoull wraps negatives, then the range check refuses them
         if not lo <= v <= hi:
@@ -310,6 +359,9 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         prop = props.get(key)
         if prop is None:
             raise VirtioLabError(f"Property '{type_name}.{key}' not found")
+        _check_writable(type_name, key)
         typed[key] = parse_value(prop, last[key], _inner_type(type_name))
+        if key in _SETTER_CHECKS:
+            typed[key] = _SETTER_CHECKS[key](typed[key])
     options = [(key, typed[key]) for key, _ in raw]
     return DeviceSpec(type_name, tuple(options), text.strip())

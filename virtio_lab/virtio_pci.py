@@ -130,6 +130,20 @@ class VirtIOPCIProxy:
                                       f"virtio-pci proxy at {self.bdf}")))
 
     # -- Step 2-4: PCI core ---------------------------------------------------
+    def memory_device_pre_plug(self) -> None:
+        """The machine's pre-plug check of a memory device (virtio-mem, virtio-pmem): it runs
+        before any realize (hw/i386/pc.c: pc_virtio_md_pci_pre_plug)."""
+        with self.tr.call("memory_device_pre_plug", "hw/mem/memory-device.c",
+                          "The machine checks where the device's memory will go (memaddr) "
+                          "before anything is realized."):
+            try:
+                self.model.pre_plug(self.spec)
+            except PlugError:
+                raise
+            except VirtioLabError as err:
+                self.fail(err.message, err.hint, where="memory_device_pre_plug",
+                          source="hw/mem/memory-device.c")
+
     def virtio_pci_dc_realize(self) -> None:
         x_disable_pcie = bool(self.spec.value("x-disable-pcie"))
         self.express = not x_disable_pcie and not self.disable_modern
@@ -318,10 +332,12 @@ class VirtIOPCIProxy:
                     self.fail(err.message, err.hint, where=fn, source=f"hw/virtio/{m.vdev_type}.c")
                 self.config_len = m.config_len(spec)
                 self.queues = m.queues(spec)
-                if len(self.queues) > regs.VIRTIO_QUEUE_MAX:
+                if len(self.queues) > regs.VIRTIO_QUEUE_MAX or max(self.queues, default=0) > regs.VIRTQUEUE_MAX_SIZE:
                     self.fail("qemu-system-x86_64 died of SIGABRT without a message",
-                              f"virtio_add_queue aborts: {len(self.queues)} virtqueues are more than "
-                              f"VIRTIO_QUEUE_MAX ({regs.VIRTIO_QUEUE_MAX})", where=fn,
+                              f"virtio_add_queue aborts: {len(self.queues)} virtqueues of up to "
+                              f"{max(self.queues)} entries; at most VIRTIO_QUEUE_MAX "
+                              f"({regs.VIRTIO_QUEUE_MAX}) queues of VIRTQUEUE_MAX_SIZE "
+                              f"({regs.VIRTQUEUE_MAX_SIZE}) entries", where=fn,
                               source="hw/virtio/virtio.c")
                 self.device_config = m.device_config(spec)
                 tr.phase(f"virtio_init: device id {m.virtio_id} ({m.vdev_name}), config space "
