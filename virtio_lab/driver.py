@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import regs
-from .guest_access import DRIVER_OK, FEATURES_OK, NO_VECTOR, GuestDevice, status_text
+from .guest_access import DRIVER_OK, FEATURES_OK, NO_VECTOR, GuestDevice
 
-__all__ = ["Driver", "DRIVERS", "linux_probe", "LinuxResult", "TRANSPORT_FEATURES"]
+__all__ = ["Driver", "DRIVERS", "linux_probe", "LinuxResult", "ProbeFailed", "TRANSPORT_FEATURES"]
 
 VPCI = "drivers/virtio/virtio_pci_common.c"
 VMOD = "drivers/virtio/virtio_pci_modern_dev.c"
@@ -94,6 +94,7 @@ class LinuxResult:
     error: str | None = None
     queues: list[dict] = field(default_factory=list)
     notify: dict | None = None
+    cfg_size: int = 256  # pci_cfg_space_size: what sysfs 'config' shows
 
 
 class _Linux:
@@ -545,11 +546,30 @@ class _Linux:
         with self.call(f"{drv.name}_probe", drv.source,
                        f"{drv.name}'s probe: read the device config it needs, then find_vqs sets up "
                        f"the virtqueues and their interrupts."):
+            f = self.res.features
+            if drv.name == "virtio_net" and f >> 5 & 1:
+                self.cread_many(0, 6, "the MAC address")  # virtio_cread_bytes
             vqs = self.vq_plan(drv)
             self.find_vqs(vqs)
-            if drv.name in ("virtio_net", "virtio_console", "virtio_balloon"):
+            if drv.name == "virtio_blk":
+                self.cread_many(0, 8, "capacity (512-byte sectors)", width=4)  # virtblk_update_capacity
+            if drv.name in ("virtio_net", "virtio_blk", "virtio_scsi", "virtio_console", "virtio_balloon"):
                 # these drivers call virtio_device_ready themselves before using their queues
                 self.device_ready()
+
+    def cread_many(self, off: int, n: int, what: str, width: int = 1) -> int:
+        """__virtio_cread_many: read config_generation around the bytes, retry if it moved."""
+        with self.call("__virtio_cread_many", "include/linux/virtio_config.h",
+                       f"Read {what}: {n} bytes of device config, bracketed by config_generation reads "
+                       f"so a change in between is noticed (virtio spec §4.1.4.3.1)."):
+            for _ in range(4):
+                gen = self.d.common_read("config_generation") if self.modern else 0
+                value = 0
+                for i in range(0, n, width):
+                    value |= self.read_config(off + i, width) << (8 * i)
+                if not self.modern or self.d.common_read("config_generation") == gen:
+                    return value
+            return value
 
     def find_vqs(self, vqs: list[tuple[str, bool]]) -> None:
         with self.call("vp_find_vqs", VPCI,
@@ -718,8 +738,6 @@ def linux_probe(dev: GuestDevice, machine: str) -> LinuxResult:
                          "virtio_pci module binds the device and its virtio driver takes over."):
         lx.enumerate()
         lx.virtio_pci_probe()
-    lx.res.cfg_size = lx.cfg_size  # type: ignore[attr-defined]
+    lx.res.cfg_size = lx.cfg_size
     return lx.res
 
-
-__all__ += ["ProbeFailed", "status_text"]

@@ -482,30 +482,42 @@ class GuestDevice(ConfigAccess):
                    bar=bar.index, region=region.role, offset=rel, size=size, value=val)
         return val
 
+    #: the QEMU hook behind each region's writes
+    _WRITE_HOOKS = {"common": ("virtio_pci_common_write", VPC), "isr": ("virtio_pci_isr_write", VPC),
+                    "device": ("virtio_pci_device_write", VPC), "notify": ("virtio_pci_notify_write", VPC),
+                    "notify-pio": ("virtio_pci_notify_write_pio", VPC),
+                    "msix-table": ("msix_table_mmio_write", MSIX), "msix-pba": ("msix_pba_mmio_write", MSIX),
+                    "legacy": ("virtio_ioport_write", VPC)}
+
     def _region_write(self, bar: Bar, region: Region, rel: int, value: int, size: int) -> None:
-        handler = {
-            "common": lambda: ("virtio_pci_common_write", VPC, self._common_write(rel, value, size)),
-            "isr": lambda: ("virtio_pci_isr_write", VPC, "ISR writes are ignored"),
-            "device": lambda: ("virtio_pci_device_write", VPC, self._device_write(rel, value, size)),
-            "notify": lambda: ("virtio_pci_notify_write", VPC,
-                               self._notify(rel // self.mult if self.mult else 0)),
-            "notify-pio": lambda: ("virtio_pci_notify_write_pio", VPC, self._notify(value)),
-            "msix-table": lambda: ("msix_table_mmio_write", MSIX, self._table_write(rel, value)),
-            "msix-pba": lambda: ("msix_pba_mmio_write", MSIX, "the PBA is read-only: ignored"),
-            "legacy": lambda: self._legacy_write(rel, value, size),
-        }[region.role]
-        ctx = self._event("(pending)", VPC, "", bar=bar.index, region=region.role, offset=rel,
-                          size=size, value=value) if self.record else None
-        if ctx is None:
-            handler()
-            return
-        with ctx:
-            fn, src, what = handler()
-            seg = self.tracer._open
-            if seg is not None:
-                seg.function, seg.source = fn, src
-                seg.explanation = (f"The guest writes {_hex(value, size)} at BAR{bar.index}+"
-                                   f"0x{region.offset + rel:x} ({region.role} +0x{rel:x}): {what}.")
+        role = region.role
+        fn, src = self._WRITE_HOOKS[role]
+        if role == "legacy" and rel >= regs.VIRTIO_PCI_CONFIG_OFF(self.msix_enabled):
+            fn = "virtio_pci_config_write"
+        where = f"BAR{bar.index}+0x{region.offset + rel:x} ({role} +0x{rel:x})"
+        # the event opens first so that config bytes the hook changes (Status.Interrupt, Bus
+        # Master) are recorded on it; its explanation is completed once the hook has run
+        with (self._event(fn, src, f"The guest writes {_hex(value, size)} at {where}.", bar=bar.index,
+                          region=role, offset=rel, size=size, value=value)
+              if self.record else _NULL):
+            what = {
+                "common": lambda: self._common_write(rel, value, size),
+                "isr": lambda: "ISR writes are ignored",
+                "device": lambda: self._device_write(rel, value, size),
+                "notify": lambda: self._notify(rel // self.mult if self.mult else 0),
+                "notify-pio": lambda: self._notify(value),
+                "msix-table": lambda: self._table_write(rel, value),
+                "msix-pba": lambda: "the PBA is read-only: ignored",
+                "legacy": lambda: self._legacy_write(rel, value, size),
+            }[role]()
+            if self.record:
+                self._complete_explanation(f"The guest writes {_hex(value, size)} at {where}: {what}.")
+
+    def _complete_explanation(self, text: str) -> None:
+        """Finish the open event's explanation (the Tracer's open segment is still this write)."""
+        seg = self.tracer._open
+        if seg is not None and not seg.continued:
+            seg.explanation = text
 
     # ----------------------------------------------------------- common config
     def _common_read(self, off: int, size: int) -> tuple[int, str]:
@@ -708,7 +720,11 @@ class GuestDevice(ConfigAccess):
         self.msix_table[rel:rel + 4] = val.to_bytes(4, "little")
         if was and not self._vector_masked(vector):
             self._msix_fire_pending(vector)
-        return f"MSI-X entry {vector} word {(rel % 16) // 4} = 0x{val:08x}"
+        word = ("message address low", "message address high", "message data",
+                "vector control")[(rel % 16) // 4]
+        return f"MSI-X entry {vector} {word} = 0x{val:08x}" + (
+            " (masked)" if word == "vector control" and val & 1 else
+            " (unmasked)" if word == "vector control" else "")
 
     def _vector_masked(self, v: int) -> bool:
         return self.msix_function_masked or bool(self.msix_table[v * 16 + 12] & 1)
@@ -746,12 +762,11 @@ class GuestDevice(ConfigAccess):
             }.get(name, 0xFFFFFFFF)  # an offset that starts no register reads all ones
         return "virtio_ioport_read", VPC, v, f"legacy {name or 'header offset without a register'}"
 
-    def _legacy_write(self, rel: int, val: int, size: int) -> tuple[str, str, str]:
+    def _legacy_write(self, rel: int, val: int, size: int) -> str:
         d = self.vdev
         cfg_off = regs.VIRTIO_PCI_CONFIG_OFF(self.msix_enabled)
         if rel >= cfg_off:
-            return "virtio_pci_config_write", VPC, "legacy device config: " + \
-                self._device_write(rel - cfg_off, val, size)
+            return "legacy device config: " + self._device_write(rel - cfg_off, val, size)
         name = LEGACY_CFG.get(rel, "")
         q = d.queue(d.queue_sel)
         what = (f"legacy {name} = 0x{val:x}" if name else
@@ -795,11 +810,24 @@ class GuestDevice(ConfigAccess):
             what = f"queue {d.queue_sel} vector {self._vec(v)}"
         elif name in ("host_features", "queue_num", "isr"):
             what = f"legacy {name} is read-only: ignored"
-        return "virtio_ioport_write", VPC, what
+        return what
 
     # ---------------------------------------------------------------- results
     def events(self) -> tuple:
         return self.tracer.close()
+
+
+class _Null:
+    """A do-nothing context manager (accesses made with recording off)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_NULL = _Null()
 
 
 def _virtio_device(trace) -> VirtioDevice:

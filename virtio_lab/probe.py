@@ -164,8 +164,7 @@ def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = Fal
     lx = linux_probe(dev, m.name)
     events = dev.tracer.close()
     full = Trace(trace.spec, m, events, trace.size)
-    cfg_size = getattr(lx, "cfg_size", 256)
-    config = bytes(dev.config[:cfg_size])
+    config = bytes(dev.config[:lx.cfg_size])
     bars = _bars(dev, config)
     return ProbeResult(full, first, config, placement, lx, dev.vdev.status, bars, _notify(dev, bars), dev)
 
