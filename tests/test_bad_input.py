@@ -109,6 +109,8 @@ OTHER_ROWS = [
     Bad("view:radix", "radix must be one of hex, dec, bin", lambda: hex_grid_html(NET, radix="oct")),
     Bad("view:short-bytes", "config space is 64 to 4096 bytes", lambda: hex_grid_html(bytes(10))),
     Bad("view:wrong-object", "a view shows a trace", lambda: chain_html("virtio-net-pci")),
+    Bad("view:select-text-offsets", "select offsets are integers", lambda: hex_grid_html(NET, select=["0x10"])),
+    Bad("view:select-float", "select names a capability offset", lambda: hex_grid_html(NET, select=0.5)),
     # guest config accesses
     Bad("access:size-3", "1, 2 or 4 bytes", lambda: ConfigAccess(NET.final).config_read(0, 3)),
     Bad("access:negative-offset", "non-negative offset", lambda: ConfigAccess(NET.final).config_write(-4, 0, 4)),

@@ -40,6 +40,10 @@ def selection_offsets(config: bytes, select: Any) -> frozenset[int]:
     """
     if select is None or select == "":
         return frozenset()
+    if isinstance(select, (set, frozenset, list, tuple, range)):
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in select):
+            raise VirtioLabError(f"select offsets are integers, not {select!r}"[:200])
+        return frozenset(select)
     labels = labels_for(bytes(config))
     if isinstance(select, int):
         if any(c.offset == select for c in walk_capabilities(config).caps):
@@ -55,7 +59,11 @@ def selection_offsets(config: bytes, select: Any) -> frozenset[int]:
                 if lab.kind != "free" and (lab.field.lower() == s or lab.structure.lower() == s
                                            or lab.structure.lower().startswith(s + " "))]
         return frozenset(hits)
-    return frozenset(int(x) for x in select)
+    try:
+        return frozenset(int(x) for x in select)
+    except (TypeError, ValueError):
+        raise VirtioLabError(f"select names a capability offset, a field or structure name, or "
+                             f"offsets, not {select!r}"[:200]) from None
 
 
 def _field_tip(config: bytes, lab) -> str:
@@ -144,8 +152,7 @@ def hex_grid_html(source: Any, step: int | None = None, *, radix: str = "hex", s
         extended = state.facts.config_size > 256 and len(state.config) > 256
     size = 4096 if extended and len(state.config) >= 4096 else 256
     config = bytes(state.config[:size])
-    sel = selection_offsets(config[:256], select) if not isinstance(select, (set, frozenset, list, tuple)) \
-        else frozenset(select)
+    sel = selection_offsets(config[:256], select)
     base = _cells(config[:256], bytes(state.wmask[:256]), radix)
     ext_caps = walk_ext_capabilities(config) if size > 256 else ()
     families: dict[str, None] = {}
