@@ -150,6 +150,38 @@ class _Linux:
             self.tr.phase(f"Config space size {size} bytes (pci_cfg_space_size: "
                           f"{'a PCIe function behind MMCONFIG' if size == 4096 else 'conventional PCI or no MMCONFIG'}).",
                           config_size=size)
+        if exp:
+            self.pci_configure_device(exp)
+
+    def pci_configure_device(self, exp: int) -> None:
+        """PCIe tuning of a new endpoint: MPS, extended tags, LTR, TLP prefixes, ASPM/common clock."""
+        with self.call("pci_configure_device", PCIPROBE,
+                       "The PCI core tunes a PCI Express function: Max Payload Size against its port, "
+                       "extended tags, LTR, End-End TLP prefixes; ASPM and common clock on the link "
+                       "(drivers/pci/pcie/aspm.c). It writes only what the capability bits call for."):
+            devcap = self.cfg_r(exp + 4, 4)
+            devctl = self.cfg_r(exp + 8, 2)
+            mps = 128 << (devctl >> 5 & 7)
+            port_mps = 128  # QEMU's pcie-root-port resets its Device Control to MPS 128 too
+            notes = []
+            if mps != port_mps and 128 << (devcap & 7) >= port_mps:
+                self.cfg_w(exp + 8, devctl & ~0xE0 | (port_mps.bit_length() - 8) << 5, 2)
+                notes.append(f"MPS set to {port_mps} like its port")
+            else:
+                notes.append(f"MPS {mps} on both ends: nothing to change")
+            if devcap & 0x20 and not devctl & 0x100:
+                self.cfg_w(exp + 8, self.cfg_r(exp + 8, 2) | 0x100, 2)
+                notes.append("extended tags enabled")
+            else:
+                notes.append("no extended-tag support to enable" if not devcap & 0x20 else "extended tags already on")
+            devcap2 = self.cfg_r(exp + 0x24, 4)
+            notes.append("LTR " + ("supported (enabled only if the whole path has it)" if devcap2 & 0x800
+                                   else "not supported"))
+            lnksta = self.cfg_r(exp + 0x12, 2)
+            notes.append("no common-clock retraining (Slot Clock Configuration clear)" if not lnksta & 0x1000
+                         else "common clock configured by the port")
+            notes.append("ASPM: Debian's default policy keeps what firmware set (nothing)")
+            self.tr.phase("; ".join(notes) + ".")
 
     def _read_base(self, i: int) -> int:
         """__pci_read_base: decode off, all ones, read the size, restore, decode back on."""
