@@ -231,9 +231,7 @@ class GuestDevice(ConfigAccess):
                               f"The guest writes {_hex(value, size)} to config space at 0x{addr:03x} "
                               f"({self.label(min(addr, self.size - 1))}), {size} byte{'s' if size > 1 else ''}: "
                               f"{what}.", addr=addr, size=size, value=value)
-        if ctx is not None:
-            ctx.__enter__()
-        try:
+        with ctx or _NULL:
             super().config_write(addr, value, size)
             if hi > lo:
                 self._record_config(before, lo)
@@ -255,10 +253,7 @@ class GuestDevice(ConfigAccess):
                 if w:
                     notes.append(w.strip())
             if notes and self.record:
-                self.tracer.annotate(side_effects=tuple(notes))
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+                self._add_effects(notes)
 
     def _msix_ctrl(self) -> int:
         return get_le(self.config, self.msix_cap + regs.PCI_MSIX_FLAGS, 2) if self.msix_cap else 0
@@ -512,6 +507,17 @@ class GuestDevice(ConfigAccess):
             }[role]()
             if self.record:
                 self._complete_explanation(f"The guest writes {_hex(value, size)} at {where}: {what}.")
+
+    def _add_effects(self, notes: list[str]) -> None:
+        """Say what the hook did besides the write rule: on the write's own event if it is still
+        open, else (nested accesses came first) as a follow-up event of the same call."""
+        seg = self.tracer._open
+        text = "Side effects: " + "; ".join(notes) + "."
+        if seg is not None and not seg.continued:
+            seg.explanation += " " + text
+            self.tracer.annotate(side_effects=tuple(notes))
+        else:
+            self.tracer.phase(text, side_effects=tuple(notes))
 
     def _complete_explanation(self, text: str) -> None:
         """Finish the open event's explanation (the Tracer's open segment is still this write)."""
