@@ -176,3 +176,12 @@ def test_root_port_windows(path, results):
     if 0 in windows:  # an IO BAR behind the port: SeaBIOS opens an IO window (else Linux picks one)
         real[0] = ((cfg[0x1C] & 0xF0) << 8 | word(0x30) << 16, (cfg[0x1D] & 0xF0) << 8 | 0xFFF | word(0x32) << 16)
     assert windows == real
+
+
+def test_repr_html_without_heavy_imports():
+    code = ("import sys, virtio_lab; r = virtio_lab.probe('virtio-rng-pci'); h = r._repr_html_(); "
+            "assert 'ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK' in h and '<table>' in h; "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'ipywidgets') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

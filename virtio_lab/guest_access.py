@@ -62,7 +62,7 @@ LEGACY_CFG = {
     16: "queue_notify", 18: "status", 19: "isr", 20: "msix_config_vector", 22: "msix_queue_vector",
 }
 
-STATUS_NAMES = ((1, "ACKNOWLEDGE"), (2, "DRIVER"), (4, "DRIVER_OK"), (8, "FEATURES_OK"),
+STATUS_NAMES = ((1, "ACKNOWLEDGE"), (2, "DRIVER"), (8, "FEATURES_OK"), (4, "DRIVER_OK"),  # handshake order
                 (0x40, "DEVICE_NEEDS_RESET"), (0x80, "FAILED"))
 DRIVER_OK, FEATURES_OK, NEEDS_RESET = 4, 8, 0x40
 VERSION_1 = 1 << 32

@@ -127,6 +127,23 @@ class ProbeResult:
                      f"Command 0x{self.command:04x}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: what the guest left (a small table), then the last step's views."""
+        from html import escape
+        from .views import step_html  # stdlib HTML, kept with the other views
+        j = self.to_json()
+        rows = [("status", status_text(self.status)), ("driver", self.linux.driver or "none in this guest"),
+                ("driver features", j["driver_features"]), ("Command", f"0x{self.command:04x}"),
+                ("MSI-X", f"enabled, {self.vectors_used} vectors" if self.msix_enabled else "off (INTx)"),
+                ("interrupt line", str(self.interrupt_line)),
+                ("BARs", ", ".join(f"BAR{b['index']} 0x{b['address']:x}" for b in self.bars)),
+                ("ROM", f"0x{self.rom_address:x}" if self.rom_address else "none")]
+        table = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
+                        for k, v in rows)
+        return (f"<div><p><b>{escape(self.spec)}</b> on {escape(self.machine.label)} after SeaBIOS and "
+                f"Linux 6.1: {len(self.guest_events)} guest events</p><table>{table}</table>"
+                + step_html(self.trace, len(self.trace) - 1) + "</div>")
+
     def __repr__(self) -> str:
         return (f"<ProbeResult {self.spec!r} on {self.machine.label}: status {status_text(self.status)}, "
                 f"{len(self.guest_events)} guest events>")
