@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import DATA
 from virtio_lab import cli
 from virtio_lab.access import ConfigAccess
 from virtio_lab.errors import VirtioLabError
@@ -28,6 +27,7 @@ from virtio_lab.session import FORMAT, Session, loads
 from virtio_lab.views import chain_html, hex_grid_html, step_html
 
 NET = plug("virtio-net-pci")
+DATA = Path(__file__).parent / "data"  # (not from conftest: tests/browser has a conftest too)
 
 
 @dataclass(frozen=True)
