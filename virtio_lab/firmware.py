@@ -383,12 +383,11 @@ def map_pcirom(dev: GuestDevice) -> None:
 
 def seabios_virtio(dev: GuestDevice, kind: str) -> None:
     """init_virtio_blk / init_virtio_scsi: SeaBIOS brings the disk up so it could boot from it."""
-    modern = dev.vdev.host_features >> 32 & 1 and dev.facts.modern
     with dev.tracer.call(f"init_{kind.replace('-', '_')}", f"src/hw/{kind}.c",
-                         f"SeaBIOS drives the {kind} itself (a boot device): vp_init_simple finds the "
-                         f"{'modern' if modern else 'legacy'} interface, resets the device, turns on "
-                         f"Bus Master and sets ACKNOWLEDGE|DRIVER; then features, one virtqueue and "
-                         f"DRIVER_OK."):
+                         f"SeaBIOS drives the {kind} itself (a boot device): vp_init_simple picks the "
+                         f"modern or legacy interface, resets the device, turns on Bus Master and sets "
+                         f"ACKNOWLEDGE|DRIVER; then features, one virtqueue and DRIVER_OK."):
+        modern = vp_init_caps(dev)
         legacy = 0
         if modern:
             _vp_write(dev, "device_status", 0)
@@ -441,6 +440,45 @@ def seabios_virtio(dev: GuestDevice, kind: str) -> None:
             _vp_write(dev, "device_status", status)
         else:
             dev.bar_write(legacy, regs.VIRTIO_PCI_STATUS, status, 1)
+
+
+def vp_init_caps(dev: GuestDevice) -> bool:
+    """vp_init_simple's walk: every vendor capability in list order, the first of each virtio
+    type kept (its BAR read, memory decoding made sure of); modern only if COMMON, NOTIFY, ISR
+    and DEVICE are all there, else the legacy header in BAR0."""
+    with dev.tracer.call("vp_init_simple", "src/hw/virtio-pci.c",
+                         "Walk the vendor capabilities: keep the first COMMON, NOTIFY, ISR and DEVICE "
+                         "structure, note where the PCI_CFG window is; all four present means the "
+                         "modern (1.0) interface."):
+        found: dict[int, int] = {}
+        pos = dev.config_read(regs.PCI_CAPABILITY_LIST, 1) \
+            if dev.config_read(regs.PCI_STATUS, 2) & regs.PCI_STATUS_CAP_LIST else 0
+        for _ in range(48):
+            if pos < 0x40:
+                break
+            if dev.config_read(pos, 1) == regs.CapID.VNDR:
+                typ = dev.config_read(pos + 3, 1)
+                if typ in (1, 2, 3, 4) and typ not in found:
+                    bar = dev.config_read(pos + regs.VIRTIO_PCI_CAP_BAR, 1)
+                    dev.config_read(pos + regs.VIRTIO_PCI_CAP_OFFSET, 4)
+                    if typ == 2:
+                        dev.config_read(pos + regs.VIRTIO_PCI_CAP_DATA, 4)  # notify_off_multiplier
+                    base = dev.config_read(regs.PCI_BASE_ADDRESS_0 + 4 * bar, 4) if bar < 6 else 0
+                    if bar < 6 and not base & 1:
+                        if base & 6 == 4:
+                            dev.config_read(regs.PCI_BASE_ADDRESS_0 + 4 * bar + 4, 4)
+                        cmd = dev.config_read(regs.PCI_COMMAND, 2)  # pci_enable_membar
+                        dev.config_write(regs.PCI_COMMAND, cmd | regs.PCI_COMMAND_MEMORY, 2)
+                    found[typ] = pos
+            pos = dev.config_read(pos + 1, 1)
+        modern = all(t in found for t in (1, 2, 3, 4))
+        if not modern:  # pci_enable_iobar: BAR0 must be an IO BAR; IO decoding on
+            dev.config_read(regs.PCI_BASE_ADDRESS_0, 4)
+            cmd = dev.config_read(regs.PCI_COMMAND, 2)
+            dev.config_write(regs.PCI_COMMAND, cmd | regs.PCI_COMMAND_IO, 2)
+        dev.tracer.phase("Modern (1.0) virtio mode: all four structures found." if modern else
+                         "Legacy (0.9.5) virtio mode: the IO header in BAR0.")
+        return modern
 
 
 def _vp_write(dev: GuestDevice, name: str, value: int) -> None:
