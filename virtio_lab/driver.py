@@ -593,7 +593,7 @@ class _Linux:
         """__virtio_cread_many: read config_generation around the bytes, retry if it moved."""
         with self.call("__virtio_cread_many", "include/linux/virtio_config.h",
                        f"Read {what}: {n} bytes of device config, bracketed by config_generation reads "
-                       f"so a change in between is noticed (virtio spec §4.1.4.3.1)."):
+                       f"so a change in between is noticed (virtio spec §2.5.1)."):
             for _ in range(4):
                 gen = self.d.common_read("config_generation") if self.modern else 0
                 value = 0
