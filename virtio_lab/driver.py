@@ -148,7 +148,8 @@ class _Linux:
                 size = 4096
             self.cfg_size = size
             self.tr.phase(f"Config space size {size} bytes (pci_cfg_space_size: "
-                          f"{'a PCIe function behind MMCONFIG' if size == 4096 else 'conventional PCI or no MMCONFIG'}).",
+                          + ("a PCIe function behind MMCONFIG)." if size == 4096
+                             else "conventional PCI or no MMCONFIG)."),
                           config_size=size)
         if exp:
             self.pci_configure_device(exp)
@@ -224,7 +225,6 @@ class _Linux:
 
     # --------------------------------------------------------- virtio_pci
     def virtio_pci_probe(self) -> None:
-        d = self.d
         with self.call("virtio_pci_probe", VPCI,
                        "virtio-pci binds every 1af4 function: enable it, try the modern probe, fall "
                        "back to the legacy one, set Bus Master, register the virtio device "
@@ -312,7 +312,8 @@ class _Linux:
             self.tr.phase(f"No usable {name} capability.", found=0)
             return 0
 
-    def map_capability(self, off: int, minlen: int, align: int, start: int, size: int, what: str) -> tuple[int, int, int]:
+    def map_capability(self, off: int, minlen: int, align: int, start: int, size: int,
+                       what: str) -> tuple[int, int, int]:
         """vp_modern_map_capability: read bar/offset/length and apply Linux's checks."""
         with self.call("vp_modern_map_capability", VMOD,
                        f"Map the {what} structure: at least {minlen} byte(s), offset aligned to {align}, "
@@ -630,7 +631,8 @@ class _Linux:
 
     def find_vqs_msix(self, vqs, nvec: int, shared: bool) -> None:
         with self.call("vp_find_vqs_msix", VPCI,
-                       f"MSI-X with {nvec} vectors ({'config + one shared by all queues' if shared else 'config + one per queue'})."):
+                       f"MSI-X with {nvec} vectors ("
+                       + ("config + one shared by all queues)." if shared else "config + one per queue).")):
             self.msix_capability_init(nvec)
             self.res.msix = True
             self.res.vectors_used = nvec

@@ -801,8 +801,8 @@ class GuestDevice(ConfigAccess):
                 # Linux before 2.6.34 drove the device without Bus Master: on ACKNOWLEDGE|DRIVER
                 # QEMU turns it on for the guest (pci_default_write_config, so the write rule applies)
                 before = bytes(self.config[regs.PCI_COMMAND:regs.PCI_COMMAND + 1])
-                self.config[regs.PCI_COMMAND] = ((cmd & ~self.wmask[regs.PCI_COMMAND])
-                                                 | ((cmd | regs.PCI_COMMAND_MASTER) & self.wmask[regs.PCI_COMMAND])) & 0xFF
+                w = self.wmask[regs.PCI_COMMAND]
+                self.config[regs.PCI_COMMAND] = ((cmd & ~w) | ((cmd | regs.PCI_COMMAND_MASTER) & w)) & 0xFF
                 self._record_config(before, regs.PCI_COMMAND)
                 self.vdev.disabled = False
                 what += "; Bus Master switched on for the guest"
