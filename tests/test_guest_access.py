@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from virtio_lab import regs
 from virtio_lab.guest_access import GuestDevice
-from virtio_lab.probe import probe
+from virtio_lab.plug import Trace
+from virtio_lab.probe import boot, probe
 
 SPECS = (("virtio-net-pci", "pc", False), ("virtio-blk-pci", "q35", True),
          ("virtio-net-pci,disable-modern=on", "pc", False), ("virtio-scsi-pci", "q35", False),
@@ -36,15 +37,9 @@ def _probed(i: int):
 def _fresh(i: int) -> GuestDevice:
     """A device in the state Linux left it in (a new GuestDevice replaying the same steps)."""
     r = _probed(i)
-    dev = GuestDevice(r.trace.__class__(r.trace.spec, r.trace.machine,
-                                        r.trace.events[:r.first_guest_event], r.trace.size),
-                      record=False)
-    from virtio_lab.driver import linux_probe
-    from virtio_lab.firmware import map_pcirom, pci_setup, seabios_drives, seabios_virtio
-    pci_setup(dev, r.machine.name, r.machine.root_port)
-    kind = seabios_drives(dev)
-    seabios_virtio(dev, kind) if kind else map_pcirom(dev)
-    linux_probe(dev, r.machine.name)
+    dev = GuestDevice(Trace(r.trace.spec, r.trace.machine, r.trace.events[:r.first_guest_event],
+                            r.trace.size), record=False)
+    boot(dev)
     assert bytes(dev.config[:len(r.config)]) == r.config
     return dev
 

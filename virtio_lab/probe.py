@@ -24,7 +24,7 @@ from .firmware import Placement, map_pcirom, pci_setup, seabios_drives, seabios_
 from .guest_access import GuestDevice, status_text
 from .plug import Machine, Trace, plug
 
-__all__ = ["probe", "probe_json", "ProbeResult", "with_default_backend"]
+__all__ = ["probe", "probe_json", "boot", "ProbeResult", "with_default_backend"]
 
 #: Backends a model cannot start without, with the ids the guest captures use.
 DEFAULT_BACKENDS = {"drive": "drive=d0", "fsdev": "fsdev=fs0,mount_tag=share",
@@ -172,18 +172,25 @@ def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = Fal
     m = trace.machine
     dev = GuestDevice(trace)
     first = len(dev.tracer.events)
-    placement = pci_setup(dev, m.name, m.root_port)
-    kind = seabios_drives(dev)
-    if kind:
-        seabios_virtio(dev, kind)
-    elif dev.config[regs.PCI_CLASS_DEVICE + 1] != 0x03:
-        map_pcirom(dev)
-    lx = linux_probe(dev, m.name)
+    placement, lx = boot(dev)
     events = dev.tracer.close()
     full = Trace(trace.spec, m, events, trace.size)
     config = bytes(dev.config[:lx.cfg_size])
     bars = _bars(dev, config)
     return ProbeResult(full, first, config, placement, lx, dev.vdev.status, bars, _notify(dev, bars), dev)
+
+
+def boot(dev: GuestDevice) -> tuple[Placement, LinuxResult]:
+    """Firmware then kernel on one device: SeaBIOS's pci_setup, its own virtio driver or the
+    device's option ROM, then Linux 6.1 (every access recorded on ``dev.tracer`` if recording)."""
+    m = dev.trace.machine
+    placement = pci_setup(dev, m.name, m.root_port)
+    kind = seabios_drives(dev)
+    if kind:
+        seabios_virtio(dev, kind)
+    elif dev.config[regs.PCI_CLASS_DEVICE + 1] != 0x03:  # display class: no ROM run here
+        map_pcirom(dev)
+    return placement, linux_probe(dev, m.name)
 
 
 def _notify(dev: GuestDevice, bars: list[dict[str, Any]]) -> dict[str, Any] | None:
