@@ -7,6 +7,7 @@ deliberately broken kernel and expect it to fail.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -110,6 +111,33 @@ class Explorer:
         return {int(o) for o in self.root.locator(".vl-grid td.vl-w").evaluate_all(
             "cells => cells.map(c => c.dataset.off)")}
 
+    def wait_written(self, expected: set[int], what: str, timeout_s: float = 15) -> None:
+        """Until the outlined bytes are ``expected``: each view is its own widget message, so
+        the grid can land a moment after the step header."""
+        deadline = time.monotonic() + timeout_s
+        while (seen := self.written()) != expected:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: the grid outlines {sorted(seen)}, expected {sorted(expected)}")
+            self.page.wait_for_timeout(100)
+
+    def grid_bytes(self, n: int = 256) -> bytes | None:
+        cells = dict(self.root.locator(".vl-grid td[data-off]").evaluate_all(
+            "cells => cells.map(c => [+c.dataset.off, c.textContent.trim()])"))
+        try:
+            return bytes(int(cells[o], 16) for o in range(n))
+        except (KeyError, ValueError):
+            return None
+
+    def wait_grid(self, expected: bytes, what: str, timeout_s: float = 15) -> None:
+        """Until the grid (hex) reads ``expected`` from offset 0."""
+        deadline = time.monotonic() + timeout_s
+        while (seen := self.grid_bytes(len(expected))) != expected:
+            if time.monotonic() > deadline:
+                diff = [f"0x{o:02x}: {seen[o]:02x} != {expected[o]:02x}" for o in range(len(expected))
+                        if seen and seen[o] != expected[o]][:8]
+                raise AssertionError(f"{what}: {diff or 'no grid'}")
+            self.page.wait_for_timeout(100)
+
     def byte(self, off: int) -> str:
         return self.root.locator(f".vl-grid td[data-off='{off}']").first.text_content().strip()
 
@@ -161,21 +189,20 @@ def check_explorer(page, trace, *, count: int = 1, qemu: dict | None = None) -> 
     ex = Explorer(wait_for_explorers(page, count)[0], trace)
     ex.root.scroll_into_view_if_needed()
     here = ex.step
-    assert ex.written() == expected_written(trace, here), f"step {here}: outlined {sorted(ex.written())}"
+    ex.wait_written(expected_written(trace, here), f"step {here}")
     # ▶ until a step writes config bytes other than the previous step's: each step's outline checked
     while True:
-        before = ex.written()
+        before = expected_written(trace, here)
         ex.next()
         here += 1
         ex.wait_step(here)
-        after = ex.written()
-        assert after == expected_written(trace, here), \
-            f"▶ to step {here}: outlined {sorted(after)}, the step wrote {sorted(expected_written(trace, here))}"
+        after = expected_written(trace, here)
+        ex.wait_written(after, f"▶ to step {here}")
         if after and after != before:
             break
     ex.prev()
     ex.wait_step(here - 1)
-    assert ex.written() == before, "◀ did not bring the previous outline back"
+    ex.wait_written(before, f"◀ back to step {here - 1}")
     # the slider, from the keyboard: Home, End
     last = len(trace.events) - 1
     ex.slider_key("Home")
@@ -187,15 +214,11 @@ def check_explorer(page, trace, *, count: int = 1, qemu: dict | None = None) -> 
     ex.wait_step(0)
     ex.run_to("msix_init")
     ex.wait_step(trace.index_of("msix_init"))
+    ex.wait_written(expected_written(trace, trace.index_of("msix_init")), "run to msix_init")
     ex.slider_key("End")
     ex.wait_step(last)
     if qemu is not None:
-        real = bytes.fromhex(qemu["config"])
-        cells = ex.root.locator(".vl-grid td[data-off]").evaluate_all(
-            "cells => cells.map(c => [+c.dataset.off, c.textContent.trim()])")
-        shown = dict(cells)
-        assert bytes(int(shown[o], 16) for o in range(len(real))) == real, \
-            "the grid at the last step is not real QEMU's config space"
+        ex.wait_grid(bytes.fromhex(qemu["config"]), "the grid at the last step is not real QEMU's config space")
     caps = [c["offset"] for c in qemu["caps"]] if qemu else [c.offset for c in trace.final.caps.caps]
     # BAR indexes; the option ROM is "BAR 6" (its own slot, PCI_ROM_SLOT in QEMU)
     bars = (sorted(b["index"] for b in qemu["bars"]) + ([6] if qemu.get("rom_size") else []) if qemu
@@ -216,6 +239,12 @@ def check_explorer(page, trace, *, count: int = 1, qemu: dict | None = None) -> 
 
 
 def trace_for(spec: str, machine: str = "pc", root_port: bool = False):
+    """The plug the page should show (cached: every test asks for virtio-net-pci on pc)."""
+    return _trace(spec, machine, root_port)
+
+
+@functools.lru_cache(maxsize=None)
+def _trace(spec: str, machine: str, root_port: bool):
     return plug(spec, machine, root_port)
 
 
@@ -226,8 +255,8 @@ def trace_for(spec: str, machine: str = "pc", root_port: bool = False):
 _CONTRAST = """(root) => {
   const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
     const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
-  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const lin = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
   const bg = el => { for (; el; el = el.parentElement) { const c = parse(getComputedStyle(el).backgroundColor);
       if (c && c[3] >= 0.9) return c; } return [255, 255, 255, 1]; };
   const out = [];
@@ -264,7 +293,8 @@ def background_luminance(locator) -> float:
 def assert_readable(locator, *, dark: bool, minimum: float = 3.0) -> None:
     """The theme took (dark or light background) and no text is unreadable on it."""
     lum = background_luminance(locator)
-    assert (lum < 0.2) if dark else (lum > 0.6), f"background luminance {lum:.2f} in the {'dark' if dark else 'light'} theme"
+    theme = "dark" if dark else "light"
+    assert (lum < 0.2) if dark else (lum > 0.6), f"background luminance {lum:.2f} in the {theme} theme"
     c = contrast(locator)
     assert c["count"] > 20, f"only {c['count']} text elements found"
     worst = c["worst"][0]

@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(config, items):
     mark = pytest.mark.skip(reason="no Chromium: `apt-get install chromium` (.ci/run does this) "
                                    "or set VIRTIO_LAB_CHROMIUM to a Chromium binary")
     for item in items:
-        if Path(str(item.fspath)).resolve().is_relative_to(HERE) and "nochromium" not in item.keywords:
+        if Path(str(item.fspath)).resolve().is_relative_to(HERE):
             item.add_marker(mark)
 
 
@@ -84,7 +84,10 @@ def browser(tmp_path_factory):
     path = chromium_path()
     if not path:
         pytest.skip("no Chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the [test] extra")
+    try:  # a missing playwright is a broken install (it is in the [test] extra), not a reason to skip
+        from playwright import sync_api
+    except ImportError as err:
+        pytest.fail(f"playwright is not installed ({err}): pip install -e '.[test]'")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
         # a persistent context is the only way to hand Chromium its own --user-data-dir;
@@ -133,7 +136,7 @@ def page(browser):
         pg.close()
 
 
-def shot(page, name: str, *, docs: bool | str = False, locator=None) -> Path:
+def take_shot(page, name: str, *, docs: bool | str = False, locator=None) -> Path:
     """Screenshot to .screenshots/NAME.png; with ``docs`` (True, or the name to use there) and
     ``VIRTIO_LAB_DOCS_SCREENSHOTS`` set, also to docs/."""
     SHOTS.mkdir(exist_ok=True)
@@ -143,6 +146,12 @@ def shot(page, name: str, *, docs: bool | str = False, locator=None) -> Path:
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, DOCS_SHOTS / (f"{docs}.png" if isinstance(docs, str) else out.name))
     return out
+
+
+@pytest.fixture(scope="session")
+def shot():
+    """``shot(page, name, docs=..., locator=...)``: see :func:`take_shot`."""
+    return take_shot
 
 
 # -- servers ---------------------------------------------------------------------------
@@ -324,5 +333,20 @@ def voila_app(jupyter_home, served_root, tmp_path_factory):
         # a static file: the page itself would start a kernel (Voilà has no /api/status)
         wait_http(f"{base}/voila/static/voila.js", proc, log)
         yield Server(base, token, served_root, log)
+    finally:
+        stop(proc)
+
+
+#: the kernel startup file of the meta-test: the explorer cannot render in the browser
+BROKEN_STARTUP = HERE / "broken_widget_startup.py"
+
+
+@pytest.fixture(scope="module")
+def broken_lab(served_root, tmp_path_factory):
+    """A second JupyterLab whose kernels all run broken_widget_startup.py."""
+    home = tmp_path_factory.mktemp("broken-home")
+    proc, srv = start_lab(served_root, make_home(home, str(BROKEN_STARTUP)), home / "lab.log")
+    try:
+        yield srv
     finally:
         stop(proc)

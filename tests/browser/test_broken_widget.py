@@ -14,19 +14,6 @@ import time
 import pytest
 
 from browser_kit import check_explorer, open_notebook, run_all, trace_for
-from conftest import HERE, make_home, start_lab, stop
-
-BROKEN = HERE / "broken_widget_startup.py"
-
-
-@pytest.fixture(scope="module")
-def broken_lab(served_root, tmp_path_factory):
-    home = tmp_path_factory.mktemp("broken-home")
-    proc, srv = start_lab(served_root, make_home(home, str(BROKEN)), home / "lab.log")
-    try:
-        yield srv
-    finally:
-        stop(proc)
 
 
 def test_explorer_check_fails_when_the_widget_cannot_render(broken_lab, page):

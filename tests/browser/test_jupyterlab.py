@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, open_notebook,
-                         qemu_case, run_all, set_lab_theme, trace_for, wait_for_explorers)
-from conftest import shot
+from browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, expected_written,
+                         open_notebook, qemu_case, run_all, set_lab_theme, trace_for, wait_for_explorers)
 
 NOTEBOOKS = {
     # notebook: (device, machine, the QEMU function its explorer opens at, real-QEMU case)
@@ -23,7 +22,7 @@ NOTEBOOKS = {
 
 
 @pytest.mark.parametrize("notebook", list(NOTEBOOKS))
-def test_notebook_explorer_in_jupyterlab(lab, page, notebook):
+def test_notebook_explorer_in_jupyterlab(lab, page, notebook, shot):
     device, machine, opens_at, case = NOTEBOOKS[notebook]
     trace = trace_for(device, machine)
     open_notebook(page, lab, f"notebooks/{notebook}")
@@ -39,7 +38,9 @@ def test_notebook_explorer_in_jupyterlab(lab, page, notebook):
     ex.run_to("msix_init")
     ex.wait_step(ex.trace.index_of("msix_init"))
     ex.next()
-    ex.wait_step(ex.trace.index_of("msix_init") + 1)
+    fill = ex.trace.index_of("msix_init") + 1
+    ex.wait_step(fill)
+    ex.wait_written(expected_written(ex.trace, fill), "the MSI-X capability step")
     assert ex.written()
     assert_readable(ex.root, dark=False)
     first = notebook == "00-start.ipynb"

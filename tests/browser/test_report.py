@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from browser_kit import assert_no_console_errors, assert_readable, expected_written, qemu_case, trace_for
-from conftest import REPO, shot
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def report_file(tmp_path_factory):
     """The report of virtio-net-pci on pc, written by the CLI the README documents."""
     out = tmp_path_factory.mktemp("report") / "plug.html"
     subprocess.run([sys.executable, "-m", "virtio_lab", "report", "virtio-net-pci", "-o", str(out)],
-                   check=True, cwd=REPO, capture_output=True)
+                   check=True, cwd=Path(__file__).resolve().parents[2], capture_output=True)
     return out
 
 
@@ -54,7 +54,7 @@ def open_report(page, path, *, dark: bool):
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_report_from_disk(page, report_file, scheme):
+def test_report_from_disk(page, report_file, scheme, shot):
     dark = scheme == "dark"
     trace = trace_for("virtio-net-pci")
     last = len(trace.events) - 1

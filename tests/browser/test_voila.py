@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 
-from browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, qemu_case,
-                         trace_for, wait_for_explorers)
-from conftest import shot
+from browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, expected_written,
+                         qemu_case, trace_for, wait_for_explorers)
 
 #: Voilà's lab template (voila/templates/lab/index.html.j2) links Font Awesome from
 #: cdn.jsdelivr.net; offline that request fails. The widgets' icons come from the copy
@@ -40,7 +39,7 @@ def assert_icons_render(ex: Explorer) -> None:
     """Play/Stop draw their Font Awesome glyphs without the CDN: a loaded icon font, a real width."""
     for icon in ("fa-play", "fa-stop"):
         el = ex.root.locator(f".widget-play i.{icon}").first
-        font = el.evaluate("e => getComputedStyle(e, '::before').fontFamily + '|' + getComputedStyle(e, '::before').content")
+        font = el.evaluate("e => { const s = getComputedStyle(e, '::before'); return s.fontFamily + '|' + s.content; }")
         assert "Font Awesome" in font and "none" not in font, f"{icon}: {font}"
         assert el.bounding_box()["width"] >= 8, f"{icon} has no width"
     loaded = ex.page.evaluate("() => [...document.fonts].filter(f => f.status === 'loaded').map(f => f.family)")
@@ -54,7 +53,7 @@ def assert_no_code(page) -> None:
     assert "from virtio_lab" not in body and "PlugApp(" not in body
 
 
-def test_app_in_voila(voila_app, page):
+def test_app_in_voila(voila_app, page, shot):
     open_app(page, voila_app)
     assert_no_code(page)
     assert page.locator(".vl-app").count() == 1
@@ -63,16 +62,16 @@ def test_app_in_voila(voila_app, page):
     ex = pick(page, "virtio-blk-pci", "virtio-blk-pci,drive=d0")
     ex.slider_key("End")
     ex.wait_step(len(ex.trace.events) - 1)
-    real = qemu_case("pc__virtio-blk-pci")
+    ex.wait_grid(bytes.fromhex(qemu_case("pc__virtio-blk-pci")["config"]),
+                 "virtio-blk-pci's last step is not real QEMU's config space")
     assert ex.byte(2) + ex.byte(3) == "0110"  # device id 0x1001: transitional virtio-blk
-    shown = bytes(int(ex.byte(o), 16) for o in range(256))
-    assert shown == bytes.fromhex(real["config"]), "virtio-blk-pci's last step is not real QEMU's config"
     # back to the app's default, at a step that writes, for the picture in docs/
     ex = pick(page, "virtio-net-pci", "virtio-net-pci")
     ex.run_to("msix_init")
     ex.wait_step(ex.trace.index_of("msix_init"))
     ex.next()
     ex.wait_step(ex.trace.index_of("msix_init") + 1)
+    ex.wait_written(expected_written(ex.trace, ex.trace.index_of("msix_init") + 1), "the MSI-X capability step")
     assert ex.written(), "the MSI-X step writes config bytes"
     assert_readable(page.locator(".vl-app").first, dark=False)
     page.evaluate("() => window.scrollTo(0, 0)")
@@ -81,7 +80,7 @@ def test_app_in_voila(voila_app, page):
     assert_no_console_errors(page, allow=OFFLINE_CDN)
 
 
-def test_app_in_voila_dark(voila_app, page):
+def test_app_in_voila_dark(voila_app, page, shot):
     open_app(page, voila_app, theme="dark")
     assert_no_code(page)
     ex = Explorer(wait_for_explorers(page)[0], trace_for("virtio-net-pci"))
@@ -89,6 +88,7 @@ def test_app_in_voila_dark(voila_app, page):
     ex.wait_step(ex.trace.index_of("msix_init"))
     ex.next()
     ex.wait_step(ex.trace.index_of("msix_init") + 1)
+    ex.wait_written(expected_written(ex.trace, ex.trace.index_of("msix_init") + 1), "the MSI-X capability step")
     assert_readable(page.locator(".vl-app").first, dark=True)
     shot(page, "voila-dark", docs=True)
     assert_no_console_errors(page, allow=OFFLINE_CDN)
