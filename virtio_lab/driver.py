@@ -106,13 +106,12 @@ class _Linux:
         self.machine = machine
         self.res = LinuxResult()
         self.modern_bars = 0
-        self.caps: dict[str, int] = {}
+        self.caps: dict[str, tuple[int, int, int]] = {}  # mapped structure -> (bar, offset, length)
         self.notify_mult = 0
         self.notify_len = 0
         self.notify_offset = 0
         self.notify_bar = 0
         self.msix_entries = 0
-        self.used_vectors = 0
         self.bars: dict[int, tuple[str, int, int]] = {}  # index -> (kind, start, size)
 
     # -------------------------------------------------------------- helpers
