@@ -8,7 +8,8 @@ per-cell timing metadata, no saved widget state, stable cell ids. A widget's
 output is stored as a one-line note instead of its random model id (without a
 kernel no page can draw it; the static views beside it show the same thing on
 GitHub, nbviewer and in HTML exports), and a default repr's memory address
-(``<...HexGrid at 0x7f...>``, the text/plain beside an HTML view) is dropped.
+(``<...HexGrid at 0x7f...>``, the text/plain beside an HTML view) is dropped;
+consecutive prints are stored as one stream output, however the kernel split them.
 The collapsed solution cells (tag ``solution``) are executed like every cell,
 then their outputs are removed so a rendered notebook does not give the answers
 away. Prints the time each notebook took and the total (the course's budget is
@@ -43,6 +44,18 @@ def stable(output: dict) -> None:
         data["text/plain"] = ADDRESS.sub(r"<\1>", str(data["text/plain"]))
 
 
+def coalesce_streams(outputs: list) -> list:
+    """One stream output per run of prints: how a busy kernel splits them varies."""
+    merged: list = []
+    for output in outputs:
+        if (output.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == output.get("name")):
+            merged[-1]["text"] += output["text"]
+        else:
+            merged.append(output)
+    return merged
+
+
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
@@ -53,6 +66,8 @@ def execute(path: Path) -> float:
         if "solution" in cell.metadata.get("tags", []):
             cell.outputs = []
             cell.execution_count = None
+        if "outputs" in cell:
+            cell.outputs = coalesce_streams(cell.outputs)
         for output in cell.get("outputs", []):
             stable(output)
     nb.metadata.pop("widgets", None)
