@@ -79,7 +79,9 @@ def pytest_collection_modifyitems(config, items):
 
 # -- browser ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
+# Per test module, like the servers: nothing of the browser suite outlives its module, so the
+# rest of `make test` (nbval runs its own kernels) has both cores and the memory back.
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     path = chromium_path()
     if not path:
@@ -91,7 +93,7 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
         # a persistent context is the only way to hand Chromium its own --user-data-dir;
-        # a fresh empty one per session, so no state is carried between runs
+        # a fresh empty one each time, so no state is carried between runs
         ctx = pw.chromium.launch_persistent_context(
             str(profile), executable_path=path, headless=True, args=CHROMIUM_FLAGS,
             viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
@@ -305,7 +307,7 @@ def start_lab(root: Path, env: dict, log: Path) -> tuple[subprocess.Popen, Serve
     return proc, Server(base, token, root, log)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(jupyter_home, served_root, tmp_path_factory):
     """JupyterLab serving the copy of the notebooks."""
     _, env = jupyter_home
@@ -316,7 +318,7 @@ def lab(jupyter_home, served_root, tmp_path_factory):
         stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def voila_app(jupyter_home, served_root, tmp_path_factory):
     """Voilà serving the app notebook on a free port with a token (``?theme=dark`` allowed)."""
     _, env = jupyter_home
