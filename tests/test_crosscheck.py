@@ -24,14 +24,29 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DATA
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from virtio_lab import qemu
-from virtio_lab.crosscheck import (MACHINES, Result, crosscheck_many, describe,
-                                   format_result, sweep_cases, with_backend)
+from virtio_lab.crosscheck import (
+    GUEST_CASES,
+    MACHINES,
+    Result,
+    compare_guest,
+    crosscheck,
+    crosscheck_guest_many,
+    crosscheck_many,
+    format_guest_result,
+    describe,
+    format_result,
+    sweep_cases,
+    with_backend,
+)
 from virtio_lab.devices import supported_types
+from virtio_lab.guest_kit import KitError, load_kit
 from virtio_lab.spec import type_properties
-
-from conftest import DATA
+from virtio_lab.views.crosscheck import CrossCheckView, crosscheck_html
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,6 +155,85 @@ def test_cli_without_qemu_says_how_to_install():
     assert "apt-get install qemu-system-x86" in r.stderr
 
 
+@pytest.mark.parametrize("args", [["virtio-net-pci"], ["--all"], ["virtio-net-pci", "--guest"],
+                                  ["--guest", "--all"]])
+def test_cli_without_qemu_on_the_path_one_line(args):
+    r = _cli(*args, env={"PATH": "/nonexistent", "VIRTIO_LAB_QEMU": ""})
+    assert r.returncode == 2 and r.stdout == "", r
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "apt-get install qemu-system-x86" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["virtio-blk-pci", "--guest"], ["--guest", "--all"]])
+def test_cli_guest_without_kit_says_make_guest_kit(args):
+    r = _cli(*args, env={"VIRTIO_LAB_GUEST_KIT": "/nonexistent/guest-kit"})
+    assert r.returncode == 2 and r.stdout == "", r
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert ("make guest-kit" if _have_qemu() else "apt-get install qemu-system-x86") in r.stderr
+
+
+def test_guest_cases_are_the_ci_set():
+    want = {(f"virtio-{d}-pci", "pc", False) for d in ("net", "blk", "scsi", "rng", "balloon", "serial")}
+    want |= {("virtio-net-pci", "q35", False), ("virtio-net-pci", "q35", True)}
+    assert set(GUEST_CASES) == want
+
+
+# --------------------------------------------------------------------------
+# comparing with a real guest: the comparison itself, on a stored real capture
+
+def _guest_case(name):
+    return json.loads((DATA / "guest" / f"{name}.json").read_text())
+
+
+def test_compare_guest_names_each_field():
+    real = _guest_case("q35rp__virtio-net-pci")
+    assert compare_guest(real, real) == []
+    emu = json.loads(json.dumps(real))
+    cfg = bytearray.fromhex(emu["config"])
+    cfg[0x04] ^= 0x04                                      # bus master off
+    emu["config"] = cfg.hex()
+    emu["bars"][-1]["address"] += 0x100000
+    emu["status"] = 0x0B                                   # FEATURES_OK without DRIVER_OK
+    del emu["vectors_used"]
+    lines = compare_guest(real, emu)
+    assert lines[0] == (f"config 0x004 header.command: emulated {cfg[4]:02x}, real {cfg[4] ^ 0x04:02x}")
+    assert any(line.startswith("bars (index, address): emulated") for line in lines), lines
+    assert f"status: emulated 11, real {real['status']}" in lines
+    assert any(line.startswith("vectors_used: the emulated guest does not give it") for line in lines)
+    assert len(lines) == 4
+
+
+# --------------------------------------------------------------------------
+# the notebook view
+
+def test_view_side_by_side_highlights_the_differing_byte():
+    real = _case("q35rp__virtio-net-pci__ats-on+aer-on")
+    emu = json.loads(json.dumps(real))
+    cfg = bytearray.fromhex(emu["config"])
+    cfg[0x04] ^= 0x02
+    emu["config"] = cfg.hex()
+    page = crosscheck_html(real, emu)
+    assert "1 difference</b>" in page
+    assert page.count("<td class='vl-xd'") == 2            # the byte, on each side
+    assert "0x004 header.command: emulated" in page          # hover text names the field
+    assert f">{cfg[4]:02x}</td>" in page and f">{cfg[4] ^ 0x02:02x}</td>" in page
+    assert CrossCheckView(real, emu)._repr_html_() == page
+
+
+def test_view_identical_runs_the_emulation_for_a_stored_case():
+    page = crosscheck_html(_case("pc__virtio-net-pci"))
+    assert "<b>identical</b>" in page and "<td class='vl-xd'" not in page
+
+
+def test_view_escapes_specs_and_refusals():
+    real = {"device": "virtio-9p-pci,mount_tag=<b>&x", "machine": "pc",
+            "error": "mount tag '<b>&x' is odd"}
+    page = crosscheck_html(real, {"error": "<script>alert(1)</script>"})
+    assert "<b>&x" not in page and "<script>" not in page
+    assert "&lt;b&gt;&amp;x" in page and "&lt;script&gt;" in page
+    assert "refusal text differs" in page
+
+
 # --------------------------------------------------------------------------
 # against real QEMU
 
@@ -150,6 +244,14 @@ def test_cli_single_identical_and_json():
     r = _cli("virtio-net-pci,vectors=abc", "--json")
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["identical"] and out["refused"]
+
+
+@needs_qemu
+def test_view_of_a_live_result():
+    res = crosscheck("virtio-blk-pci,drive=d0,disable-legacy=on", "q35")
+    assert res.identical, res.diffs
+    page = CrossCheckView(res)._repr_html_()
+    assert "<b>identical</b>" in page and "real QEMU" in page
 
 
 @needs_qemu
@@ -165,11 +267,37 @@ def test_sweep_every_type_and_machine_identical(tmp_path, record_property):
 
 
 # --------------------------------------------------------------------------
-# random option combinations (hypothesis)
+# against a real Linux guest
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+def _guest_unavailable() -> str:
+    if not _have_qemu():
+        return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+    try:
+        load_kit()
+    except KitError:
+        return "the guest kit is not built (make guest-kit)"
+    return ""
+
+
+needs_guest = pytest.mark.skipif(bool(_guest_unavailable()), reason=_guest_unavailable() or "-")
+
+
+@needs_guest
+def test_guest_cases_identical_to_a_real_linux_guest(record_property):
+    t0 = time.monotonic()
+    results = crosscheck_guest_many(GUEST_CASES, jobs=2)
+    secs = time.monotonic() - t0
+    record_property("guest_cases", len(results))
+    record_property("guest_seconds", round(secs, 1))
+    print(f"\ncrosscheck --guest: {sum(r.identical for r in results)}/{len(results)} identical "
+          f"in {secs:.1f} s")
+    bad = [format_guest_result(r) for r in results if not r.identical]
+    assert not bad, "\n".join(bad)
+    assert all(r.guest["status"] & 0x04 for r in results)  # the drivers really bound: DRIVER_OK
+
+
+# --------------------------------------------------------------------------
+# random option combinations (hypothesis)
 
 #: combinations per drawn batch, and batches: BATCH * EXAMPLES combinations in all.
 #: VIRTIO_LAB_RANDOM_BATCHES=N draws more; VIRTIO_LAB_RANDOM_EXPLORE=1 draws new cases
@@ -347,3 +475,15 @@ def test_random_option_combinations_identical(tmp_path, record_property):
     assert not [r for r in TRIED if not r.identical], "differences: see the findings file"
     assert distinct >= 100  # hypothesis may draw a combination twice
     assert secs < 60 * EXAMPLES
+
+
+def test_random_draws_cover_every_qemu_property():
+    """Every property QEMU 7.2 lists for a type (tests/data/qemu-7.2-props) is drawn, or
+    left out on purpose (placement, backends, read-only children)."""
+    for t in TYPES:
+        lines = (DATA / "qemu-7.2-props" / f"{t}.txt").read_text().splitlines()
+        listed = {line.split("=", 1)[0].strip() for line in lines[1:] if "=<" in line}
+        assert listed == set(type_properties(t)), t
+        left = {n for n in listed if n not in DRAWABLE[t] and n not in NOT_DRAWN
+                and not type_properties(t)[n].type.startswith(("child<", "link<"))}
+        assert not left, (t, left)

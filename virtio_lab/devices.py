@@ -619,6 +619,15 @@ def _gpu_check(s: DeviceSpec, legacy: bool) -> None:
                              "the probed host has no udmabuf")
 
 
+def _vga_check(s: DeviceSpec, legacy: bool) -> None:
+    """virtio-vga.c: virtio_vga_base_realize hands the first scanout's console to the VGA
+    core; with max_outputs=0 there is none, and QEMU 7.2 crashes on the null pointer."""
+    _gpu_check(s, legacy)
+    if s.value("max_outputs") == 0:
+        raise VirtioLabError("qemu-system-x86_64 died of SIGSEGV without a message",
+                             "virtio-vga needs at least one output (scanout 0 is the VGA console)")
+
+
 def _gpu_model(name: str, class_id: int, summary: str, **kw) -> DeviceModel:
     return DeviceModel(
         name=name, vdev_type="virtio-gpu-device", vdev_name="virtio-gpu", virtio_id=16,
@@ -628,12 +637,12 @@ def _gpu_model(name: str, class_id: int, summary: str, **kw) -> DeviceModel:
         get_features=lambda s, f: f | (_bit(1) if s.value("edid") else 0) | (_bit(3) if s.value("blob") else 0),
         device_config=lambda s: (0).to_bytes(4, "little") * 2 + s.value("max_outputs").to_bytes(4, "little")
         + (0).to_bytes(4, "little"),
-        realize_check=_gpu_check, **kw)
+        **{"realize_check": _gpu_check, **kw})
 
 
 _register(_gpu_model("virtio-gpu-pci", 0x0380, "GPU (2D)"))
 _register(_gpu_model("virtio-vga", 0x0300, "GPU with VGA compatibility (the boot display)",
-                     rom="vgabios-virtio.bin", rom_size=64 * 1024))
+                     rom="vgabios-virtio.bin", rom_size=64 * 1024, realize_check=_vga_check))
 
 #: largest config entry of each input device (name, ids, event bitmaps), from probes of 7.2
 _INPUT_MAX_ENTRY = {"keyboard": 29, "mouse": 43, "tablet": 43}

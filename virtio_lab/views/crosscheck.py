@@ -17,7 +17,7 @@ from typing import Any
 
 from ._common import esc, style_tag
 
-__all__ = ["crosscheck_html", "CrossCheckView"]
+__all__ = ["CrossCheckView", "crosscheck_html"]
 
 _CSS = """<style>
 .vl-xc td.vl-xd{background:rgba(220,60,60,.30);outline:2px solid #d33;outline-offset:-2px;font-weight:700;text-decoration:underline}
