@@ -43,7 +43,14 @@ def open_notebook(page, server, path: str, timeout: float = 120) -> None:
 
 
 def run_all(page, timeout: float = 120) -> dict:
-    """Run > Run All Cells; wait until every cell ran (or one failed). Returns the run state."""
+    """Clear every output, then Run > Run All Cells; wait until every cell ran (or one failed).
+
+    The course notebooks are committed executed: clearing first means the counts and
+    outputs checked afterwards are this run's, not the stored ones. Returns the run state.
+    """
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    page.wait_for_function(f"() => {_CURRENT}.content.widgets.filter(c => c.model.type === 'code')"
+                           ".every(c => c.model.executionCount === null && c.model.outputs.length === 0)")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.monotonic() + timeout
     state: dict = {}

@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from browser_kit import check_explorer, open_notebook, run_all, trace_for
+from virtio_lab.report import write_report
+
+from .browser_kit import assert_readable, check_explorer, open_notebook, run_all, trace_for
 
 
 def test_explorer_check_fails_when_the_widget_cannot_render(broken_lab, page):
@@ -32,9 +34,6 @@ def test_explorer_check_fails_when_the_widget_cannot_render(broken_lab, page):
 
 def test_readability_check_fails_on_a_dark_theme_clash(page, tmp_path):
     """Text with a hard-coded dark colour on a dark page (a CSS clash) must fail assert_readable."""
-    from browser_kit import assert_readable
-    from virtio_lab.report import write_report
-
     path = write_report("virtio-net-pci", tmp_path / "plug.html")
     page.emulate_media(color_scheme="dark")
     page.goto(path.as_uri())

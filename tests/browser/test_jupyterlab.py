@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, expected_written,
+from .browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, expected_written,
                          open_notebook, qemu_case, run_all, set_lab_theme, trace_for, wait_for_explorers)
 
 NOTEBOOKS = {

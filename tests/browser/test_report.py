@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_kit import assert_no_console_errors, assert_readable, expected_written, qemu_case, trace_for
+from .browser_kit import assert_no_console_errors, assert_readable, expected_written, qemu_case, trace_for
 
 
 @pytest.fixture(scope="module")

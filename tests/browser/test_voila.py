@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, expected_written,
+from .browser_kit import (Explorer, assert_no_console_errors, assert_readable, check_explorer, expected_written,
                          qemu_case, trace_for, wait_for_explorers)
 
 #: Voilà's lab template (voila/templates/lab/index.html.j2) links Font Awesome from
