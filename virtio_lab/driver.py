@@ -479,12 +479,11 @@ class _Linux:
                 if offered >> b & 1:
                     feats |= 1 << b
             try:
-                feats = self.finalize(feats)
+                feats = self.res.features = self.finalize(feats)  # dev->features, what sysfs shows
                 before = feats
                 feats = self.validate(drv, feats)
                 if feats != before:
-                    feats = self.finalize(feats)
-                self.res.features = feats
+                    feats = self.res.features = self.finalize(feats)
                 if feats >> 32 & 1:
                     self.add_status(FEATURES_OK, "virtio_features_ok",
                                     "status |= FEATURES_OK (8), then read it back: the device accepts the "
