@@ -146,7 +146,8 @@ def test_cli_narrates():
 
 @pytest.mark.parametrize("args", [("virtio-nope",), ("virtio-net-pci", "--root-port"),
                                   ("virtio-net-pci", "--machine", "isapc"),
-                                  ("virtio-blk-pci,num-queues=0",)])
+                                  ("virtio-blk-pci,num-queues=0",), ("virtio-net-pci,addr=1",),
+                                  ("virtio-net-pci,addr=5", "--machine", "q35", "--root-port")])
 def test_cli_bad_input_one_line_exit_2(args):
     res = _cli(*args)
     assert res.returncode == 2
