@@ -186,3 +186,22 @@ def test_repr_html_without_heavy_imports():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_firmware_moves_64bit_bars_above_4g_when_32bit_space_runs_out():
+    """pci_bios_map_devices: if the 32-bit window cannot hold everything, the 64-bit BARs go
+    above 4 GiB (1 GiB aligned, RAM ends below 4 GiB here) and the rest is placed again."""
+    from virtio_lab.firmware import MEM, PREFMEM, Entry, Placement, _insert, _map
+    from virtio_lab.guest_access import GuestDevice
+    from virtio_lab.plug import plug
+    dev = GuestDevice(plug("virtio-rng-pci"), record=False)
+    lists = {0: ([], [], []), 1: ([], [], [])}
+    big = Entry("00:05.0", 0, 4 << 30, 4 << 30, PREFMEM, True)  # a 4 GiB 64-bit prefetchable BAR
+    small = Entry("00:06.0", 1, 0x1000, 0x1000, MEM, False)
+    for e in (big, small):
+        _insert(lists[0][e.type], e)
+    place = Placement()
+    _map(dev, lists, 0x80000000, place, root_port=False)
+    assert place.mem64
+    assert big.address == 1 << 32
+    assert small.address == 0xFEC00000 - 0x1000  # alone in the 32-bit window, right below the IOAPIC
