@@ -170,6 +170,17 @@ class Explorer:
         handle.focus()
         handle.press(key)
 
+    def slider_click(self, fraction: float) -> int:
+        """Click the slider's track at ``fraction`` of its width (a mouse user); the step it lands on."""
+        track = self.root.locator(".widget-slider .noUi-base").first
+        box = track.bounding_box()
+        old = self.step
+        track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
+        deadline = time.monotonic() + 15
+        while self.step == old and time.monotonic() < deadline:
+            self.page.wait_for_timeout(100)
+        return self.step
+
     def run_to(self, function: str) -> None:
         self.root.get_by_label("run to", exact=True).select_option(function)
         self.root.get_by_role("button", name="go", exact=True).click()
@@ -187,7 +198,8 @@ def check_explorer(page, trace, *, count: int = 1, qemu: dict | None = None) -> 
     """The acceptance walk through one explorer; returns it, left at the last step.
 
     Renders; ▶ moves one step at a time and the outlined bytes are the ones the
-    step wrote; ◀ goes back; Home/End on the slider reach both ends; "run to" jumps
+    step wrote; ◀ goes back; Home/End on the slider reach both ends and a click on its
+    track lands mid-way; "run to" jumps
     to the step calling a function; at the end the capability chain lists every
     capability and the BAR tab every BAR. With ``qemu`` (a real-QEMU case of
     tests/data/qemu-7.2-local) the last step must show QEMU's own bytes, capability
@@ -210,12 +222,16 @@ def check_explorer(page, trace, *, count: int = 1, qemu: dict | None = None) -> 
     ex.prev()
     ex.wait_step(here - 1)
     ex.wait_written(before, f"◀ back to step {here - 1}")
-    # the slider, from the keyboard: Home, End
+    # the slider, from the keyboard (Home, End) and the mouse (a click mid-track)
     last = len(trace.events) - 1
     ex.slider_key("Home")
     ex.wait_step(0)
     ex.slider_key("End")
     ex.wait_step(last)
+    mid = ex.slider_click(0.5)
+    assert last // 4 < mid < 3 * last // 4, f"a click mid-track went to step {mid} of {last}"
+    ex.wait_step(mid)
+    ex.wait_written(expected_written(trace, mid), f"slider to step {mid}")
     # "run to" from the first step: the first msix_init
     ex.slider_key("Home")
     ex.wait_step(0)
