@@ -87,7 +87,8 @@ CSS = """
 .vl-events td{padding:0 8px 0 0;vertical-align:top}
 .vl-events tr.vl-cur{font-weight:700}
 .vl-events tr.vl-cur td:first-child::before{content:'\\25B6  '}
-.vl-events tr.vl-fut{opacity:.5}
+.vl-events tr.vl-fut{opacity:.6}
+.vl-events tr.vl-fut .vl-kind{opacity:1}
 .vl-step-h{border-bottom:1px solid rgba(128,128,128,.5);padding-bottom:4px;margin-bottom:6px}
 .vl-row2{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .vl-err{border:2px solid #d33;padding:4px 8px;border-radius:4px;margin:4px 0}
