@@ -10,7 +10,7 @@ from typing import Any
 from .dump import PROBE_SKIP
 from .layout import field_map
 
-__all__ = ["compare_dumps", "byte_differences"]
+__all__ = ["compare_dumps", "byte_differences", "refusal"]
 
 
 def byte_differences(want: bytes, got: bytes, names_from: bytes, skip=frozenset()) -> list[str]:
@@ -28,6 +28,16 @@ def byte_differences(want: bytes, got: bytes, names_from: bytes, skip=frozenset(
     return out
 
 
+def refusal(error: str) -> str:
+    """The message of QEMU's refusal in a probe's error text: the first line of the first
+    ``qemu-system-x86_64:`` report that is not a warning (warn_report lines, and what
+    error_printf appends to them, come before the error on stderr), after its location."""
+    reports = error.split("qemu-system-x86_64: ")[1:]
+    errors = [r for r in reports if ": warning: " not in r.split("\n")[0]
+              and not r.startswith("warning: ")]
+    return (errors[0] if errors else error).split("\n")[0].split(": ")[-1].strip()
+
+
 def compare_dumps(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     """Every difference between ``got`` and ``want`` (the truth), as readable lines.
 
@@ -37,7 +47,7 @@ def compare_dumps(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     """
     if "error" in want or "error" in got:
         if "error" in want and "error" in got:
-            w = want["error"].split("\n")[0].split(": ")[-1].strip()
+            w = refusal(want["error"])
             return [] if w in got["error"] else [f"error: {got['error']!r} lacks {w!r}"]
         return [f"error: {got.get('error')!r} != {want.get('error')!r}"]
     out: list[str] = []

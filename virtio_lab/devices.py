@@ -8,6 +8,7 @@ QEMU 7.2's hw/virtio/*-pci.c wrappers and the device files they name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -164,10 +165,7 @@ def _mac_bytes(s: DeviceSpec) -> bytes:
     mac = s.value("mac")
     if not mac:
         return default
-    parts = mac.split(":")
-    if len(parts) != 6 or not all(len(p) in (1, 2) and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
-        raise VirtioLabError(f"Property 'virtio-net-device.mac' doesn't take value '{mac}'")
-    given = bytes(int(p, 16) for p in parts)
+    given = bytes(int(p, 16) for p in re.split("[:-]", mac))  # the spec checked the syntax
     return given if any(given) else default  # all zeros means "unset" to QEMU
 
 
@@ -176,7 +174,7 @@ def _net_device_config(s: DeviceSpec) -> bytes:
     speed = s.value("speed")
     duplex = {"half": 0, "full": 1}.get(s.value("duplex") or "", 0xFF)
     cfg = (_mac_bytes(s)
-           + (1 if f & _bit(16) else 0).to_bytes(2, "little")  # status: LINK_UP
+           + (1).to_bytes(2, "little")  # status: LINK_UP (set at realize, status=off or not)
            + (1).to_bytes(2, "little")  # max_virtqueue_pairs
            + (s.value("host_mtu") or 0).to_bytes(2, "little")
            + (speed & 0xFFFFFFFF).to_bytes(4, "little") + bytes([duplex])
@@ -187,16 +185,18 @@ def _net_device_config(s: DeviceSpec) -> bytes:
 
 
 def _net_check(s: DeviceSpec, legacy: bool) -> None:
+    """virtio_net_device_realize's order: duplex and speed (they decide the config size),
+    then the queue sizes."""
     _mac_bytes(s)
+    if s.has("duplex") and s.value("duplex") not in ("half", "full"):
+        raise VirtioLabError("'duplex' must be 'half' or 'full'")
+    if s.value("speed") < -1:
+        raise VirtioLabError("'speed' must be between 0 and INT_MAX")
     for prop in ("rx_queue_size", "tx_queue_size"):
         v = s.value(prop)
         if v < 256 or v > 1024 or v & (v - 1):
             raise VirtioLabError(f"Invalid {prop} (= {v}), must be a power of 2 between 256 and 1024"
                                  + ("." if prop == "rx_queue_size" else ""))
-    if s.has("duplex") and s.value("duplex") not in ("half", "full"):
-        raise VirtioLabError("'duplex' must be 'half' or 'full'")
-    if s.value("speed") < -1:
-        raise VirtioLabError("'speed' must be between 0 and INT_MAX")
 
 
 # ----------------------------------------------------------------------------- blk

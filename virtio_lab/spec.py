@@ -171,7 +171,7 @@ def _check_writable(type_name: str, key: str) -> None:
         raise VirtioLabError(f"Property '{owner}.{key}' is not writable")
 
 
-def _poll_interval(value: int) -> int:
+def _poll_interval(value: int, owner: str) -> int:
     """virtio-balloon.c: balloon_stats_set_poll_interval — seconds, 0 (off) up to UINT32_MAX."""
     if value < 0:
         raise VirtioLabError("timer value must be greater than zero")
@@ -180,7 +180,7 @@ def _poll_interval(value: int) -> int:
     return value
 
 
-def _mem_block_size(value: int) -> int:
+def _mem_block_size(value: int, owner: str) -> int:
     """virtio-mem.c: virtio_mem_set_block_size — a power of two, at least 1 MiB."""
     if value < 1 << 20:
         raise VirtioLabError("'block-size' property has to be at least 0x100000")
@@ -189,7 +189,7 @@ def _mem_block_size(value: int) -> int:
     return value
 
 
-def _reserved_regions_len(value: int) -> int:
+def _reserved_regions_len(value: int, owner: str) -> int:
     """virtio-iommu-pci's reserved-regions array: QEMU 7.2 refuses any length but 0 given
     on -device ("set more than once": the length was already taken when it is set)."""
     if value:
@@ -197,9 +197,20 @@ def _reserved_regions_len(value: int) -> int:
     return value
 
 
-#: Setters that check a value after its type did (property name -> check).
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
+
+
+def _macaddr(value: str, owner: str) -> str:
+    """hw/core/qdev-properties-system.c: set_mac — six two-digit hex bytes, each
+    separator ':' or '-'."""
+    if not _MAC.fullmatch(value):
+        raise VirtioLabError(f"Property '{owner}.mac' doesn't take value '{value}'")
+    return value
+
+
+#: Setters that check a value after its type did (property name -> check(value, owner)).
 _SETTER_CHECKS = {"guest-stats-polling-interval": _poll_interval, "block-size": _mem_block_size,
-                  "len-reserved-regions": _reserved_regions_len}
+                  "len-reserved-regions": _reserved_regions_len, "mac": _macaddr}
 
 
 def _inner_type(type_name: str) -> str:
@@ -362,6 +373,6 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         _check_writable(type_name, key)
         typed[key] = parse_value(prop, last[key], _inner_type(type_name))
         if key in _SETTER_CHECKS:
-            typed[key] = _SETTER_CHECKS[key](typed[key])
+            typed[key] = _SETTER_CHECKS[key](typed[key], _inner_type(type_name))
     options = [(key, typed[key]) for key, _ in raw]
     return DeviceSpec(type_name, tuple(options), text.strip())
