@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from .devices import model_for, supported_types
@@ -16,6 +16,14 @@ __all__ = ["Machine", "Trace", "plug", "MACHINES", "StepError"]
 
 MACHINES = ("pc", "q35")
 
+#: The board's own functions with -nodefaults: devfn -> (QEMU's name, multifunction).
+BOARD_FUNCTIONS = {
+    "pc": {0x00: ("i440FX", False), 0x08: ("PIIX3", True), 0x09: ("piix3-ide", False),
+           0x0B: ("PIIX4_PM", False)},
+    "q35": {0x00: ("mch", False), 0xF8: ("ICH9-LPC", True), 0xFA: ("ich9-ahci", False),
+            0xFB: ("ICH9-SMB", False)},
+}
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -23,6 +31,8 @@ class Machine:
 
     name: str = "pc"
     root_port: bool = False
+    #: the device's devfn on its bus (``addr=``); -1: the default slot (3, or 0 behind the port)
+    devfn: int = -1
 
     def __post_init__(self):
         if self.name not in MACHINES:
@@ -35,7 +45,23 @@ class Machine:
 
     @property
     def bdf(self) -> str:
-        return "01:00.0" if self.root_port else "00:03.0"
+        devfn = self.devfn if self.devfn >= 0 else (0 if self.root_port else 3 << 3)
+        return f"{1 if self.root_port else 0:02x}:{devfn >> 3:02x}.{devfn & 7:x}"
+
+    def slot_conflict(self, type_name: str) -> str | None:
+        """QEMU's refusal of an ``addr=`` the board already uses (hw/pci/pci.c:
+        do_pci_register_device), or None. Behind the root port the bus is empty."""
+        if self.devfn < 0 or self.root_port:
+            return None
+        board = BOARD_FUNCTIONS[self.name]
+        slot, fn = self.devfn >> 3, self.devfn & 7
+        if self.devfn in board:
+            return (f"PCI: slot {slot} function {fn} not available for {type_name}, "
+                    f"in use by {board[self.devfn][0]},id=(null)")
+        first = board.get(self.devfn & ~7)
+        if fn and first and not first[1]:
+            return f"PCI: single function device can't be populated in function {slot:x}.{fn:x}"
+        return None
 
     @property
     def bus_path(self) -> str:
@@ -176,6 +202,8 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
     ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec) if isinstance(spec, str)
           else parse_spec(spec, _type_names()))
     info = _types().get(ds.type) or model_for(ds.type)
+    if ds.value("addr") not in (None, -1):
+        m = replace(m, devfn=ds.value("addr"))
     tracer = Tracer(Facts())
     proxy = VirtIOPCIProxy(info, ds, tracer, bus_path=m.bus_path, pcie_port=m.pcie_port,
                            bus_is_express=m.bus_is_express, bdf=m.bdf)
@@ -195,7 +223,7 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
                 if romsize not in (None, 0xFFFFFFFF) and (romsize == 0 or romsize & (romsize - 1)):
                     proxy.fail(f"ROM size {romsize} is not a power of two", where="pci_qdev_realize",
                                source="hw/pci/pci.c")
-                proxy.do_pci_register_device()
+                proxy.do_pci_register_device(m.slot_conflict(ds.type))
                 proxy.virtio_pci_realize()
                 proxy.pci_add_option_rom()
     except PlugError as err:

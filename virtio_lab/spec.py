@@ -331,6 +331,43 @@ def qdict_order(keys: list[str]) -> list[str]:
     return [k for _, _, k in sorted((_qdict_bucket(k), i, k) for i, k in enumerate(keys))]
 
 
+#: How ``-device TYPE,help`` describes the PCI address property (qdev_prop_pci_devfn).
+_DEVFN_HELP = "Slot and optional function number"
+_DEVFN = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:0[xX])?[0-9a-fA-F]*")
+
+
+def _strtoul16(text: str) -> tuple[int | None, str]:
+    """strtoul(text, &end, 16) as glibc does it: (value or None when nothing was read, rest).
+
+    A ``0x`` prefix counts as read even with no digit after it (``addr=0x`` is slot 0)."""
+    m = _DEVFN.match(text)
+    body = m.group(0).strip().lstrip("+-")
+    if not body:
+        return None, text
+    digits = body[2:] if body[:2].lower() == "0x" else body
+    value = int(digits or "0", 16)
+    if m.group(0).strip().startswith("-"):
+        value = -value % 2**64
+    return value, text[m.end():]
+
+
+def parse_devfn(type_name: str, key: str, text: str) -> int:
+    """The PCI address property as -device parses it (hw/core/qdev-properties-system.c:
+    set_pci_devfn): ``SLOT[.FN]`` in hex, slot ≤ 0x1f, function ≤ 7; returns the devfn."""
+    fail = VirtioLabError(f"Property '{type_name}.{key}' doesn't take value '{text}'")
+    slot, rest = _strtoul16(text)
+    fn = 0
+    if slot is None:
+        raise fail
+    if rest.startswith("."):
+        fn, rest = _strtoul16(rest[1:])
+        if fn is None:
+            raise fail
+    if rest or slot > 0x1F or fn > 7:
+        raise fail
+    return slot << 3 | fn
+
+
 def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
     """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
     if not isinstance(text, str):
@@ -339,7 +376,7 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
     if not text.strip():
         raise VirtioLabError("empty device spec: give a device type such as virtio-net-pci "
                              "(python -m virtio_lab devices lists them)")
-    parts = _split_options(text.strip())
+    parts = _split_options(text.lstrip())  # a trailing space belongs to the last value, as in QEMU
     type_name = parts[0].strip()
     if type_name.startswith("driver="):
         type_name = type_name[len("driver="):]
@@ -371,6 +408,9 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         if prop is None:
             raise VirtioLabError(f"Property '{type_name}.{key}' not found")
         _check_writable(type_name, key)
+        if prop.help.startswith(_DEVFN_HELP):
+            typed[key] = parse_devfn(type_name, key, last[key])
+            continue
         typed[key] = parse_value(prop, last[key], _inner_type(type_name))
         if key in _SETTER_CHECKS:
             typed[key] = _SETTER_CHECKS[key](typed[key], _inner_type(type_name))

@@ -156,13 +156,15 @@ class VirtIOPCIProxy:
                           express=self.express):
             self.facts(express=self.express, config_size=4096 if self.express else 256)
 
-    def do_pci_register_device(self) -> None:
+    def do_pci_register_device(self, slot_conflict: str | None = None) -> None:
         m, tr = self.model, self.tr
         size = 4096 if self.express else 256
         with tr.call("do_pci_register_device", PCI,
                      f"Claim slot {self.bdf} and allocate the config space and its masks "
                      f"({size} bytes each: config, wmask, w1cmask, cmask, used).",
                      config_size=size, bdf=self.bdf):
+            if slot_conflict:
+                self.fail(slot_conflict, where="do_pci_register_device", source=PCI)
             self.cs = cs = ConfigSpace(size, tr)
             tr.phase(f"Write the class's identity: vendor 0x1af4 (Red Hat/Qumranet), device "
                      f"0x{m.pci_device_id:04x}"

@@ -97,6 +97,8 @@ class WhatIf(w.VBox):
         else:
             self.status.value = (f'{style_tag()}<div class="vl">plugged <code>{esc(current[0])}</code> on '
                                  f'{esc(trace.machine.label)}: {len(trace.events)} steps{esc(note)}</div>')
+        if trace is None:  # the spec did not parse: nothing to compare; keep the last good one
+            return
         if self._previous is not None and self._previous != current:
             pspec, pm, prp = self._previous
             self.diff = diff(pspec, current[0], machine=pm, root_port=prp, machine_b=machine, root_port_b=rp)
