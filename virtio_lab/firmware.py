@@ -171,44 +171,33 @@ def _slot_irq(machine: str, chain: list[int], pin: int) -> int:
     return PCI_IRQS[(pin - 1 + sum(below)) & 3]
 
 
-def device_slot(spec_text: str, machine: str, root_port: bool) -> tuple[int, int]:
-    """(bus, slot) of the device: 00:03 or 01:00 (behind the port), or what ``addr=`` says.
+def device_slot(trace) -> tuple[int, int]:
+    """(bus, slot) of the plugged device: 00:03 or 01:00 (behind the port), or what ``addr=``
+    said (the plug has already parsed it and refused the board's own slots, as QEMU does).
 
-    ``addr`` is parsed as QEMU's PCI devfn property parses a command-line string: ``SLOT`` or
-    ``SLOT.FN`` in hex (hw/core/qdev-properties-system.c). A slot the board already uses, a
-    function other than 0 (firmware and Linux only scan a slot whose function 0 answers) or a
-    slot other than 0 behind the root port are refused with one line.
+    Firmware and Linux only scan a slot whose function 0 answers, and a downstream port's
+    single device number 0: such a device is refused here with one line, as the guest would
+    never see it.
     """
     from .errors import VirtioLabError
-    bus, slot = (1, 0) if root_port else (0, 3)
-    opts = dict(o.split("=", 1) for o in spec_text.split(",")[1:] if "=" in o)
-    if "addr" not in opts:
-        return bus, slot
-    text = opts["addr"].strip()
-    try:
-        s, _, f = text.partition(".")
-        slot, fn = int(s, 16), int(f or "0", 16)
-    except ValueError:
-        raise VirtioLabError(f"Property 'addr' doesn't take value '{text}'") from None
-    if slot > 31 or fn > 7:
-        raise VirtioLabError(f"Property 'addr' doesn't take value '{text}'")
+    m = trace.machine
+    bus = 1 if m.root_port else 0
+    if m.devfn < 0:
+        return bus, 0 if m.root_port else 3
+    slot, fn = m.devfn >> 3, m.devfn & 7
     if fn:
-        raise VirtioLabError(f"addr={text}: function {fn} without a function 0 in slot {slot:#x} is "
+        raise VirtioLabError(f"{m.bdf}: function {fn} without a function 0 in slot {slot:#x} is "
                              f"never scanned by SeaBIOS or Linux; use addr={slot:x}.0")
-    if root_port and slot:
-        raise VirtioLabError(f"addr={text}: behind a pcie-root-port the device must be at slot 0 "
+    if m.root_port and slot:
+        raise VirtioLabError(f"{m.bdf}: behind a pcie-root-port the guest scans slot 0 only "
                              f"(a downstream port has a single device)")
-    used = {f.dev: f.name for f in platform_functions(machine, root_port) if f.bus == bus and f.fn == 0}
-    if slot in used:
-        raise VirtioLabError(f"PCI: slot {slot} function 0 not available for {spec_text.split(',')[0]}, "
-                             f"in use by {used[slot]}")
     return bus, slot
 
 
 def pci_setup(dev: GuestDevice, machine: str, root_port: bool) -> Placement:
     """pci_setup: probe, size, place and enable every function (the device through its hooks)."""
     tr = dev.tracer
-    bus, slot = device_slot(dev.trace.spec.text, machine, root_port)
+    bus, slot = device_slot(dev.trace)
     me = f"{bus:02x}:{slot:02x}.0"
     others = platform_functions(machine, root_port)
     order = sorted(others + (PciFunction(bus, slot, 0, "virtio device"),), key=lambda f: (f.bus, f.dev, f.fn))
