@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._common import CSS
 from .barmap import BarMap, bar_map_html, draw_bar_map, region_windows
 from .chain import CapChain, chain_html
+from .crosscheck import CrossCheckView, crosscheck_html
 from .diffview import diff_html
 from .events import EventLog, event_list_html
 from .hexgrid import RADIXES, HexGrid, hex_grid_html, selection_offsets
@@ -24,4 +25,4 @@ from .tree import DeviceTree, tree_html
 __all__ = ["CSS", "RADIXES", "hex_grid_html", "HexGrid", "selection_offsets", "chain_html", "CapChain",
            "bar_map_html", "BarMap", "draw_bar_map", "region_windows", "tree_html", "DeviceTree",
            "event_list_html", "EventLog", "step_html", "step_header_html", "warnings_html",
-           "StepView", "diff_html"]
+           "StepView", "diff_html", "crosscheck_html", "CrossCheckView"]
