@@ -32,6 +32,7 @@ from virtio_lab import qemu
 from virtio_lab.crosscheck import (
     GUEST_CASES,
     MACHINES,
+    GuestResult,
     Result,
     compare_guest,
     crosscheck,
@@ -239,6 +240,22 @@ def test_view_side_by_side_highlights_the_differing_byte():
 def test_view_identical_runs_the_emulation_for_a_stored_case():
     page = crosscheck_html(_case("pc__virtio-net-pci"))
     assert "<b>identical</b>" in page and "<td class='vl-xd'" not in page
+
+
+def test_view_of_a_guest_result():
+    real = _guest_case("q35rp__virtio-net-pci")
+    emu = json.loads(json.dumps(real))
+    cfg = bytearray.fromhex(emu["config"])
+    cfg[0x3C] ^= 0x01                                       # interrupt line
+    emu["config"] = cfg.hex()
+    emu["status"] = 0x0B
+    res = GuestResult("virtio-net-pci", "q35", True, real, emu, compare_guest(real, emu))
+    page = CrossCheckView(res)._repr_html_()
+    assert "2 differences</b> (virtio_lab.probe vs a real Linux 6.1 guest)" in page
+    assert ">virtio_lab.probe</th>" in page and ">real guest</th>" in page
+    assert page.count("<td class='vl-xd'") == 2                # the interrupt line byte
+    assert page.count("<td class='mono vl-xd'>") == 2          # the status row, both sides
+    assert "<td class='mono vl-xd'>0x0b</td>" in page
 
 
 def test_view_escapes_specs_and_refusals():

@@ -4,9 +4,11 @@
     >>> crosscheck_html(stored_case)                       # doctest: +SKIP  (no QEMU needed)
     >>> CrossCheckView(virtio_lab.crosscheck.crosscheck("virtio-net-pci"))   # doctest: +SKIP
 
-``source`` is a :class:`virtio_lab.crosscheck.Result` (a live run against QEMU) or a
-real-QEMU case dict in the oracle schema (``tests/data/qemu-7.2*/*.json``); with a
-dict and no ``emulated`` the emulation is run for the case's spec and machine.
+``source`` is a :class:`virtio_lab.crosscheck.Result` (a live run against QEMU), a
+:class:`virtio_lab.crosscheck.GuestResult` (a real Linux guest against
+``virtio_lab.probe``) or a real-QEMU case dict in the oracle schema
+(``tests/data/qemu-7.2*/*.json``); with a dict and no ``emulated`` the emulation is
+run for the case's spec and machine.
 Pure function of its inputs; standard library only; every differing byte is
 tinted *and* outlined, bold and underlined, so the signal does not rely on colour.
 """
@@ -27,7 +29,41 @@ _CSS = """<style>
 </style>"""
 
 
+#: Column names: (emulated side, real side, what "real" is).
+_QEMU_SIDES = ("emulated", "real QEMU", "real QEMU")
+_GUEST_SIDES = ("virtio_lab.probe", "real guest", "a real Linux 6.1 guest")
+
+
+def _guest_fields_table(real: dict, emu: dict) -> str:
+    from ..crosscheck import GUEST_FIELDS
+
+    def show(d: dict, k: str) -> str:
+        v = d.get(k, "—")
+        if k == "bars" and isinstance(v, list):
+            return ", ".join(f"BAR{b['index']} {b['address']:#x}" for b in v) or "none"
+        if k in ("command", "status") and isinstance(v, int):
+            return f"{v:#06x}" if k == "command" else f"{v:#04x}"
+        if k == "rom_address" and isinstance(v, int):
+            return f"{v:#x}"
+        return str(v)
+    out = ["<h4>What the guest left</h4><table class='vl-table'><tr><th>field</th>"
+           f"<th>{_GUEST_SIDES[0]}</th><th>{_GUEST_SIDES[1]}</th></tr>"]
+    for k in GUEST_FIELDS:
+        if k == "config":
+            continue
+        a, b = show(emu, k), show(real, k)
+        cls = "mono vl-xd" if a != b else "mono"
+        out.append(f"<tr><td>{esc(k)}</td><td class='{cls}'>{esc(a)}</td>"
+                   f"<td class='{cls}'>{esc(b)}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
 def _split(source: Any, emulated: dict | None):
+    if hasattr(source, "guest") and hasattr(source, "emulated"):     # crosscheck.GuestResult
+        real = dict(source.guest, device=source.spec, machine=source.machine,
+                    root_port=source.root_port)
+        return real, source.emulated, list(source.diffs)
     if hasattr(source, "real") and hasattr(source, "emulated"):      # crosscheck.Result
         return source.real, source.emulated, list(getattr(source, "diffs", []) or [])
     if not isinstance(source, dict):
@@ -49,13 +85,13 @@ def _names(config: bytes):
 
 
 def _hex_rows(title: str, emu: bytes, real: bytes, *, base: int = 0, names=None,
-              only_interesting: bool = False) -> str:
+              only_interesting: bool = False, sides=_QEMU_SIDES) -> str:
     """Two 16-byte grids per row (emulated | real) with differing bytes marked."""
     n = max(len(emu), len(real))
     head = "".join(f"<th>{i:x}</th>" for i in range(16))
     out = [f"<h4>{esc(title)}</h4><table class='vl-grid'><tr><th class='vl-row'></th>"
-           f"<th class='vl-side' colspan='16'>emulated</th><th class='vl-gap'></th>"
-           f"<th class='vl-side' colspan='16'>real QEMU</th></tr>"
+           f"<th class='vl-side' colspan='16'>{esc(sides[0])}</th><th class='vl-gap'></th>"
+           f"<th class='vl-side' colspan='16'>{esc(sides[1])}</th></tr>"
            f"<tr><th class='vl-row'></th>{head}<th class='vl-gap'></th>{head}</tr>"]
     skipped = 0
     for row in range(0, n, 16):
@@ -115,9 +151,9 @@ def _fields_table(real: dict, emu: dict) -> str:
     out = ["<h4>Other observed fields</h4><table class='vl-table'>"
            "<tr><th>field</th><th>emulated</th><th>real QEMU</th></tr>"]
     for name, a, b in rows:
-        mark = " class='vl-xd'" if a != b else ""
-        out.append(f"<tr><td>{esc(name)}</td><td class='mono'{mark}>{esc(str(a))}</td>"
-                   f"<td class='mono'{mark}>{esc(str(b))}</td></tr>")
+        cls = "mono vl-xd" if a != b else "mono"
+        out.append(f"<tr><td>{esc(name)}</td><td class='{cls}'>{esc(str(a))}</td>"
+                   f"<td class='{cls}'>{esc(str(b))}</td></tr>")
     out.append("</table>")
     return "".join(out)
 
@@ -129,16 +165,18 @@ def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = Tr
     hovering a byte names its field.  ``all_rows`` also shows extended-space rows that are
     00/ff on both sides."""
     real, emu, diffs = _split(source, emulated)
+    guest = hasattr(source, "guest")
+    sides = _GUEST_SIDES if guest else _QEMU_SIDES
     spec = real.get("device", "?")
     where = "q35rp" if real.get("root_port") else real.get("machine", "?")
     out = [style_tag() if css else "", _CSS if css else "", '<div class="vl vl-xc">',
            f"<div><b>{esc(where)}</b> <code>{esc(spec)}</code></div>"]
     if diffs:
         out.append(f"<div class='vl-xv-bad'><b>{len(diffs)} difference{'s' if len(diffs) > 1 else ''}"
-                   "</b> (emulated vs real QEMU)<ul>"
+                   f"</b> ({esc(sides[0])} vs {esc(sides[2])})<ul>"
                    + "".join(f"<li class='mono'>{esc(d)}</li>" for d in diffs) + "</ul></div>")
     else:
-        out.append("<div class='vl-xv-ok'><b>identical</b>: the emulation matches real QEMU "
+        out.append(f"<div class='vl-xv-ok'><b>identical</b>: {esc(sides[0])} matches {esc(sides[2])} "
                    "byte for byte</div>")
     if "error" in real or "error" in emu:
         out.append("<table class='vl-table'><tr><th></th><th>refusal</th></tr>"
@@ -147,6 +185,17 @@ def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = Tr
                    "</table></div>")
         return "".join(out)
     rc, ec = bytes.fromhex(real["config"]), bytes.fromhex(emu.get("config", ""))
+    if guest:  # the config space as the drivers left it, then the guest's other fields
+        out.append(_hex_rows("Config space after the drivers (0x000-0x0ff)", ec[:256], rc[:256],
+                             names=_names(rc), sides=sides))
+        if len(rc) > 256 and (rc[256:] != ec[256:] or all_rows
+                              or any(b not in (0x00, 0xFF) for b in rc[256:])):
+            out.append(_hex_rows("Extended config space (0x100-0xfff)", ec[256:], rc[256:],
+                                 base=0x100, names=_names(rc), only_interesting=not all_rows,
+                                 sides=sides))
+        out.append(_guest_fields_table(real, emu))
+        out.append("</div>")
+        return "".join(out)
     out.append(_hex_rows("Config space (0x000-0x0ff)", ec, rc, names=_names(rc)))
     if real.get("config_ext") and emu.get("config_ext"):
         rx, ex = bytes.fromhex(real["config_ext"]), bytes.fromhex(emu["config_ext"])
