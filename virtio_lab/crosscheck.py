@@ -300,13 +300,25 @@ def crosscheck(spec: str, machine: str = "pc", root_port: bool = False, *,
                timeout: float = 60.0) -> Result:
     """Plug ``spec`` into real QEMU and into the emulation and compare.
 
-    Raises :class:`virtio_lab.qemu.QemuUnavailable` when QEMU is not installed.
+    Raises :class:`virtio_lab.errors.VirtioLabError` (one line: how to install it) when
+    QEMU is not installed.
     """
     from . import qemu
     _check_input(spec, machine, root_port)
+    _need_qemu()
     real = qemu.probe(spec, machine, root_port, lspci=False, timeout=timeout)
     emu = emulate(spec, machine, root_port)
     return Result(spec, machine, root_port, real, emu, describe(real, emu))
+
+
+def _need_qemu() -> None:
+    """qemu-system-x86_64 is there, or a VirtioLabError saying how to install it."""
+    from . import qemu
+    from .errors import VirtioLabError
+    try:
+        qemu.qemu_binary()
+    except qemu.QemuUnavailable as err:
+        raise VirtioLabError(str(err)) from None
 
 
 def _default_jobs() -> int:
@@ -328,7 +340,7 @@ def crosscheck_many(cases: Sequence[tuple[str, str, bool]], *, jobs: int | None 
     cases = [(s, m, bool(rp)) for s, m, rp in cases]
     for s, m, rp in cases:
         _check_input(s, m, rp)
-    qemu.qemu_binary()   # QemuUnavailable before any work
+    _need_qemu()   # one line before any work
     jobs = jobs or _default_jobs()
     by_where: dict[tuple[str, bool], list[int]] = {}
     for i, (_, m, rp) in enumerate(cases):
@@ -357,7 +369,7 @@ def crosscheck_many(cases: Sequence[tuple[str, str, bool]], *, jobs: int | None 
     return results  # type: ignore[return-value]
 
 
-def format_result(res: Result, verbose: bool = False) -> str:
+def format_result(res: Result) -> str:
     """``identical`` (or the refusal both gave) or the differences, one a line."""
     head = f"{res.where:5} {res.spec}"
     if res.identical:
@@ -476,7 +488,6 @@ def crosscheck_guest(spec: str, machine: str = "pc", root_port: bool = False, *,
 
     Raises :class:`virtio_lab.errors.VirtioLabError` (one line: how to install QEMU or
     build the guest kit) when the guest cannot be booted."""
-    from .errors import VirtioLabError
     _check_input(spec, machine, root_port)
     guest, probe = _guest_modules()
     fields = tuple(getattr(guest, "COMPARED_FIELDS", GUEST_FIELDS))
@@ -492,6 +503,7 @@ def _boot(guest, spec: str, machine: str, root_port: bool, timeout: float) -> di
     (seen once in many boots on a host loaded far beyond its cores); the console of a
     failed boot is kept in a temporary file named in the error."""
     import tempfile
+
     from .errors import VirtioLabError
     for attempt in (1, 2):
         fd, log = tempfile.mkstemp(prefix="virtio_lab-guest-", suffix=".log")
