@@ -1,14 +1,20 @@
 """Live cross-check: the emulation against the locally installed QEMU 7.2.
 
 Needs ``qemu-system-x86_64`` (CI installs Debian's qemu-system-x86); elsewhere the
-real-QEMU tests skip with the reason.  Two sweeps:
+real-QEMU tests skip with the reason.  Against real QEMU:
 
 * every device type x pc, q35, q35 behind a root port, with the backend ids each
   needs — all identical;
 * random option combinations drawn with hypothesis from each type's own QEMU
-  property list (a strategy per property type, with values at the edges), real vs
-  emulated identical, refusals included (QEMU's error text).  Derandomized, so CI
-  draws the same cases every run; the number tried is printed and recorded.
+  property list (a strategy per property type, with values at the edges; up to six
+  options, so several bad values at once check QEMU's order), real vs emulated
+  identical, refusals included (QEMU's error text).  Derandomized, so CI draws the
+  same cases every run; the number tried is printed and recorded;
+* with the guest kit (``make guest-kit``), a real Linux 6.1 guest for the common
+  devices against ``virtio_lab.probe``.
+
+Without QEMU: the comparison's wording, the notebook view, the command line's
+one-line errors (how to install QEMU, how to build the guest kit).
 
 A difference lists every failing spec with the fields that differ and is also
 appended to ``$VIRTIO_LAB_FINDINGS`` (default: a file in pytest's tmp dir).
