@@ -336,10 +336,11 @@ _DEVFN_HELP = "Slot and optional function number"
 _DEVFN = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:0[xX])?[0-9a-fA-F]*")
 
 
-def _strtoul16(text: str) -> tuple[int | None, str]:
-    """strtoul(text, &end, 16) as glibc does it: (value or None when nothing was read, rest).
+def _scan_hex(text: str) -> tuple[int | None, str]:
+    """One ``%x`` conversion of glibc's sscanf: (value or None when nothing matched, rest).
 
-    A ``0x`` prefix counts as read even with no digit after it (``addr=0x`` is slot 0)."""
+    Leading white space and a sign are taken; a ``0x`` prefix counts as read even with no
+    digit after it (``addr=0x`` is slot 0, as real QEMU shows)."""
     m = _DEVFN.match(text)
     body = m.group(0).strip().lstrip("+-")
     if not body:
@@ -353,14 +354,15 @@ def _strtoul16(text: str) -> tuple[int | None, str]:
 
 def parse_devfn(type_name: str, key: str, text: str) -> int:
     """The PCI address property as -device parses it (hw/core/qdev-properties-system.c:
-    set_pci_devfn): ``SLOT[.FN]`` in hex, slot ≤ 0x1f, function ≤ 7; returns the devfn."""
+    set_pci_devfn, which scans ``%x.%x`` then ``%x`` and wants the whole string used):
+    ``SLOT[.FN]`` in hex, slot ≤ 0x1f, function ≤ 7; returns the devfn."""
     fail = VirtioLabError(f"Property '{type_name}.{key}' doesn't take value '{text}'")
-    slot, rest = _strtoul16(text)
+    slot, rest = _scan_hex(text)
     fn = 0
     if slot is None:
         raise fail
     if rest.startswith("."):
-        fn, rest = _strtoul16(rest[1:])
+        fn, rest = _scan_hex(rest[1:])
         if fn is None:
             raise fail
     if rest or slot > 0x1F or fn > 7:
