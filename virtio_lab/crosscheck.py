@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .guest import COMPARED_FIELDS
+
 __all__ = [
     "BACKENDS",
     "GUEST_CASES",
@@ -105,31 +107,43 @@ def sweep_cases(types: Iterable[str] | None = None) -> list[tuple[str, str, bool
 # comparing
 
 @dataclass
-class Result:
-    """One case: what real QEMU and the emulation gave and how they differ."""
+class _Case:
+    """What every cross-check result holds: the case and the differences found.
+
+    ``diffs`` is declared by each subclass, after its own sides (a dataclass field with
+    a default must follow those without one); an empty list means identical."""
 
     spec: str
     machine: str
     root_port: bool
-    real: dict[str, Any]
-    emulated: dict[str, Any]
-    diffs: list[str] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        return not self.diffs
+        return not self.diffs   # type: ignore[attr-defined]
 
     @property
     def where(self) -> str:
         return machine_label(self.machine, self.root_port)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "machine": self.machine, "root_port": self.root_port,
+                "identical": self.identical, "diffs": self.diffs}  # type: ignore[attr-defined]
+
+
+@dataclass
+class Result(_Case):
+    """One case: what real QEMU and the emulation gave and how they differ."""
+
+    real: dict[str, Any]
+    emulated: dict[str, Any]
+    diffs: list[str] = field(default_factory=list)
 
     @property
     def refused(self) -> bool:
         return "error" in self.real
 
     def as_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "machine": self.machine, "root_port": self.root_port,
-                "identical": self.identical, "refused": self.refused, "diffs": self.diffs,
+        return {**super().as_dict(), "refused": self.refused,
                 "real_error": self.real.get("error"), "emulated_error": self.emulated.get("error")}
 
 
@@ -384,10 +398,6 @@ def format_result(res: Result) -> str:
 # --------------------------------------------------------------------------
 # against a real Linux guest (virtio_lab.guest) and the emulated one (virtio_lab.probe)
 
-#: What a guest leaves that the emulated guest must reproduce (virtio_lab.guest.COMPARED_FIELDS).
-GUEST_FIELDS = ("config", "bars", "rom_address", "command", "interrupt_line",
-                "msix_enabled", "status", "driver_features", "vectors_used")
-
 #: The cases ``crosscheck --guest --all`` boots (CI runs them): the common devices on
 #: pc, and virtio-net on q35 with and without a root port.
 GUEST_CASES: tuple[tuple[str, str, bool], ...] = (
@@ -398,29 +408,16 @@ GUEST_CASES: tuple[tuple[str, str, bool], ...] = (
 
 
 @dataclass
-class GuestResult:
+class GuestResult(_Case):
     """One device seen by a real Linux guest and by the emulated one (firmware + driver)."""
 
-    spec: str
-    machine: str
-    root_port: bool
     guest: dict[str, Any]
     emulated: dict[str, Any]
     diffs: list[str] = field(default_factory=list)
     boot_seconds: float = 0.0
 
-    @property
-    def identical(self) -> bool:
-        return not self.diffs
-
-    @property
-    def where(self) -> str:
-        return machine_label(self.machine, self.root_port)
-
     def as_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "machine": self.machine, "root_port": self.root_port,
-                "identical": self.identical, "diffs": self.diffs,
-                "boot_seconds": round(self.boot_seconds, 2)}
+        return {**super().as_dict(), "boot_seconds": round(self.boot_seconds, 2)}
 
 
 def _group_bytes(area: str, real: bytes, emulated: bytes, labels, base: int = 0) -> list[str]:
@@ -451,9 +448,10 @@ def _bar_list(bars) -> list[tuple[int, str]]:
 
 
 def compare_guest(real: dict[str, Any], emulated: dict[str, Any],
-                  fields: Sequence[str] = GUEST_FIELDS) -> list[str]:
+                  fields: Sequence[str] = COMPARED_FIELDS) -> list[str]:
     """What the emulated guest (``virtio_lab.probe(...).to_json()``) gets wrong about a
-    real guest capture, field by field; config bytes named after the real layout."""
+    real guest capture, field by field (default: :data:`virtio_lab.guest.COMPARED_FIELDS`);
+    config bytes named after the real layout."""
     out = []
     for k in fields:
         r, e = real.get(k), emulated.get(k)
@@ -490,12 +488,11 @@ def crosscheck_guest(spec: str, machine: str = "pc", root_port: bool = False, *,
     build the guest kit) when the guest cannot be booted."""
     _check_input(spec, machine, root_port)
     guest, probe = _guest_modules()
-    fields = tuple(getattr(guest, "COMPARED_FIELDS", GUEST_FIELDS))
     emulated = probe(spec, machine, root_port).to_json()   # bad input fails before a boot
     t0 = time.monotonic()
     real = _boot(guest, spec, machine, root_port, timeout)
     return GuestResult(spec, machine, root_port, real, emulated,
-                       compare_guest(real, emulated, fields), time.monotonic() - t0)
+                       compare_guest(real, emulated), time.monotonic() - t0)
 
 
 def _boot(guest, spec: str, machine: str, root_port: bool, timeout: float) -> dict[str, Any]:

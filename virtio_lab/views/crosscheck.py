@@ -35,7 +35,7 @@ _GUEST_SIDES = ("virtio_lab.probe", "real guest", "a real Linux 6.1 guest")
 
 
 def _guest_fields_table(real: dict, emu: dict) -> str:
-    from ..crosscheck import GUEST_FIELDS
+    from ..guest import COMPARED_FIELDS
 
     def show(d: dict, k: str) -> str:
         v = d.get(k, "—")
@@ -48,7 +48,7 @@ def _guest_fields_table(real: dict, emu: dict) -> str:
         return str(v)
     out = ["<h4>What the guest left</h4><table class='vl-table'><tr><th>field</th>"
            f"<th>{_GUEST_SIDES[0]}</th><th>{_GUEST_SIDES[1]}</th></tr>"]
-    for k in GUEST_FIELDS:
+    for k in COMPARED_FIELDS:
         if k == "config":
             continue
         a, b = show(emu, k), show(real, k)
