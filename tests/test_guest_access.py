@@ -178,3 +178,27 @@ def test_legacy_header_moves_with_msix_enable():
     cap = dev.msix_cap
     dev.config_write(cap + regs.PCI_MSIX_FLAGS + 1, 0, 1)
     assert not dev.msix_enabled and dev.bar_read(0, 20, 1) == mac
+
+
+def _features_ok_after(dev: GuestDevice, driver_features: int) -> int:
+    """Reset, ACKNOWLEDGE|DRIVER, write the driver features, set FEATURES_OK: the status read back."""
+    dev.common_write("device_status", 0)
+    dev.common_write("device_status", 3)
+    for sel in (0, 1):
+        dev.common_write("driver_feature_select", sel)
+        dev.common_write("driver_feature", driver_features >> (32 * sel) & 0xFFFFFFFF)
+    dev.common_write("device_status", 0x0B)
+    return dev.common_read("device_status")
+
+
+def test_features_ok_refused_without_access_platform():
+    """virtio_set_status -> virtio_validate_features: a device offering ACCESS_PLATFORM (bit 33)
+    keeps FEATURES_OK clear when the driver drops it (real guest: balloon, status 0x83)."""
+    r = probe("virtio-net-pci,disable-legacy=on,iommu_platform=on", "pc", False)
+    dev = GuestDevice(Trace(r.trace.spec, r.trace.machine, r.trace.events[:r.first_guest_event],
+                            r.trace.size), record=False)
+    boot(dev)
+    assert _features_ok_after(dev, 1 << 32) == 0x03
+    assert _features_ok_after(dev, 1 << 32 | 1 << 33) == 0x0B
+    plain = _fresh(0)  # no iommu_platform: VERSION_1 alone is fine
+    assert _features_ok_after(plain, 1 << 32) == 0x0B

@@ -66,6 +66,7 @@ STATUS_NAMES = ((1, "ACKNOWLEDGE"), (2, "DRIVER"), (8, "FEATURES_OK"), (4, "DRIV
                 (0x40, "DEVICE_NEEDS_RESET"), (0x80, "FAILED"))
 DRIVER_OK, FEATURES_OK, NEEDS_RESET = 4, 8, 0x40
 VERSION_1 = 1 << 32
+ACCESS_PLATFORM = 1 << 33  # VIRTIO_F_ACCESS_PLATFORM (QEMU: VIRTIO_F_IOMMU_PLATFORM)
 
 
 def status_text(v: int) -> str:
@@ -632,13 +633,31 @@ class GuestDevice(ConfigAccess):
         return NO_VECTOR
 
     def _set_status(self, val: int) -> str:
-        """virtio_set_status (+ virtio_pci_reset when 0 is written)."""
+        """virtio_set_status (+ virtio_pci_reset when 0 is written).
+
+        hw/virtio/virtio.c:virtio_set_status: once VERSION_1 is negotiated, setting FEATURES_OK
+        first runs virtio_validate_features, and a refusal drops the whole write (the status
+        keeps its old value, so the driver reads FEATURES_OK back clear).
+        """
         d = self.vdev
+        if d.guest_features & VERSION_1 and val & FEATURES_OK and not d.status & FEATURES_OK:
+            why = self._validate_features()
+            if why:
+                return f"device_status = {status_text(val)} refused by virtio_validate_features: {why}"
         d.status = val
         if val == 0:
             self._reset()
             return "device_status = 0: virtio_pci_reset resets the device (queues, vectors, features)"
         return f"device_status = {status_text(val)}"
+
+    def _validate_features(self) -> str:
+        """virtio_validate_features: a device offering ACCESS_PLATFORM (iommu_platform=on) must
+        get it back; '' when the features are acceptable. The device classes' own
+        validate_features hooks (virtio-mem; virtio-net with failover=on) are not modelled."""
+        d = self.vdev
+        if d.host_features & ACCESS_PLATFORM and not d.guest_features & ACCESS_PLATFORM:
+            return "the device offers ACCESS_PLATFORM (bit 33) and the driver did not accept it"
+        return ""
 
     def _reset(self) -> None:
         d = self.vdev
