@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from virtio_lab.qemu import qemu_unavailable
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -13,3 +15,10 @@ def load_cases(folder: str) -> list[dict]:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+#: Why real QEMU cannot run here ("" when it can): the one check the real-QEMU tests skip on.
+NO_QEMU = qemu_unavailable()
+
+#: Marks a test that runs a real qemu-system-x86_64; it skips with the install line without one.
+needs_qemu = pytest.mark.skipif(bool(NO_QEMU), reason=NO_QEMU or "-")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from conftest import DATA, NO_QEMU, needs_qemu
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -58,19 +58,6 @@ from virtio_lab.spec import type_properties
 from virtio_lab.views.crosscheck import CrossCheckView, crosscheck_html
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _have_qemu():
-    try:
-        qemu.qemu_binary()
-        return True
-    except qemu.QemuUnavailable:
-        return False
-
-
-needs_qemu = pytest.mark.skipif(
-    not _have_qemu(),
-    reason="qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
 
 
 def _report(results: list[Result], tmp_dir: Path | None = None) -> str:
@@ -192,7 +179,7 @@ def test_cli_guest_without_kit_says_make_guest_kit(args):
     r = _cli(*args, env={"VIRTIO_LAB_GUEST_KIT": "/nonexistent/guest-kit"})
     assert r.returncode == 2 and r.stdout == "", r
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert ("make guest-kit" if _have_qemu() else "apt-get install qemu-system-x86") in r.stderr
+    assert ("apt-get install qemu-system-x86" if NO_QEMU else "make guest-kit") in r.stderr
 
 
 def test_guest_cases_are_the_ci_set():
@@ -309,8 +296,8 @@ def test_sweep_every_type_and_machine_identical(tmp_path, record_property):
 # against a real Linux guest
 
 def _guest_unavailable() -> str:
-    if not _have_qemu():
-        return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+    if NO_QEMU:
+        return NO_QEMU
     try:
         load_kit()
     except KitError:

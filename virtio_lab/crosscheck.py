@@ -327,12 +327,11 @@ def crosscheck(spec: str, machine: str = "pc", root_port: bool = False, *,
 
 def _need_qemu() -> None:
     """qemu-system-x86_64 is there, or a VirtioLabError saying how to install it."""
-    from . import qemu
     from .errors import VirtioLabError
-    try:
-        qemu.qemu_binary()
-    except qemu.QemuUnavailable as err:
-        raise VirtioLabError(str(err)) from None
+    from .qemu import qemu_unavailable
+    why = qemu_unavailable()
+    if why:
+        raise VirtioLabError(why)
 
 
 def _default_jobs() -> int:

@@ -36,6 +36,7 @@ __all__ = [
     "QemuError",
     "QTest",
     "qemu_binary",
+    "qemu_unavailable",
     "qemu_version",
     "backend_args",
     "probe",
@@ -78,6 +79,15 @@ def qemu_binary() -> str:
     if not path or not os.access(path, os.X_OK):
         raise QemuUnavailable(INSTALL_HINT)
     return path
+
+
+def qemu_unavailable() -> str:
+    """Why real QEMU cannot be used here (one line: how to install it), or ``""`` when it can."""
+    try:
+        qemu_binary()
+    except QemuUnavailable as err:
+        return str(err)
+    return ""
 
 
 def qemu_version() -> str:
