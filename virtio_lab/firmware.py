@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from . import regs
 from .bits import align_up
+from .board import BOARD, IO, MEM, PREFMEM, FwBar, multifunction_slot
 from .guest_access import GuestDevice
 
 __all__ = ["PciFunction", "FwBar", "platform_functions", "pci_setup", "Placement", "MEMORY"]
 
 SRC = "src/fw/pciinit.c"
-IO, MEM, PREFMEM = 0, 1, 2  # PCI_REGION_TYPE_*: the three per-bus resource lists
 TYPE_NAMES = ("io", "mem", "prefmem")
 PCI_DEVICE_MEM_MIN = 1 << 12  # a memory BAR takes at least a page
 PCI_BRIDGE_MEM_MIN = 1 << 21  # bridge memory windows: 2 MiB (huge page)
@@ -31,16 +31,6 @@ PCI_IRQS = (10, 10, 11, 11)  # pci_irqs[]: the ISA IRQs behind PCI INTA..INTD (L
 MEMORY = 128 << 20  # QEMU's default -m; SeaBIOS's window starts depend on it
 Q35_PCIEXBAR = (0xB0000000, 256 << 20)  # Q35_HOST_BRIDGE_PCIEXBAR_ADDR / _SIZE
 MAX_QUEUE_NUM = 128  # SeaBIOS's vrings hold at most 128 descriptors
-
-
-@dataclass(frozen=True)
-class FwBar:
-    """One BAR as pci_bios_get_bar sizes it: index (6 = ROM), region type, size, 64-bit."""
-
-    index: int
-    type: int
-    size: int
-    is64: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,23 +52,10 @@ class PciFunction:
         return f"{self.bus:02x}:{self.dev:02x}.{self.fn}"
 
 
-#: What -M pc / -M q35 -nodefaults put on bus 0 besides the device under study.
-PLATFORM = {
-    "pc": (
-        PciFunction(0, 0, 0, "i440FX host bridge", note="sets the PCI window start (i440fx_mem_addr_setup)"),
-        PciFunction(0, 1, 0, "PIIX3 ISA bridge", note="routes PIRQA-D to IRQ 10/10/11/11"),
-        PciFunction(0, 1, 1, "PIIX3 IDE", (FwBar(4, IO, 16),), note="legacy IDE ports are fixed; only the "
-                    "bus-master DMA BAR4 is allocated"),
-        PciFunction(0, 1, 3, "PIIX4 ACPI", pin=1, note="PM base 0x600 and SMBus 0x700 set by piix4_pm_setup"),
-    ),
-    "q35": (
-        PciFunction(0, 0, 0, "Q35 MCH host bridge", note="MMCONFIG at 0xb0000000 (mch_mem_addr_setup)"),
-        PciFunction(0, 0x1F, 0, "ICH9 LPC bridge", note="ACPI PM base 0x600 (ich9_lpc_setup)"),
-        PciFunction(0, 0x1F, 2, "ICH9 AHCI", (FwBar(4, IO, 32), FwBar(5, MEM, 4096)), pin=1),
-        PciFunction(0, 0x1F, 3, "ICH9 SMBus", (FwBar(4, IO, 64),), pin=1,
-                    note="ich9_smbus_setup later moves BAR4 to 0x700", fixed={(4, IO): 0x700}),
-    ),
-}
+#: What -M pc / -M q35 -nodefaults put on bus 0 besides the device under study (virtio_lab.board).
+PLATFORM = {machine: tuple(PciFunction(0, f.slot, f.fn, f.name, f.bars, f.pin, note=f.note, fixed=f.fixed)
+                           for f in fns)
+            for machine, fns in BOARD.items()}
 ROOT_PORT = PciFunction(0, 2, 0, "pcie-root-port", (FwBar(0, MEM, 4096),), pin=1, secondary=1,
                         note="generic root port: MSI-X in BAR0, slot implemented (hot-plug), "
                              "64-bit prefetchable window, QEMU resource-reserve capability with no hints")
@@ -171,36 +148,39 @@ def _slot_irq(machine: str, chain: list[int], pin: int) -> int:
     return PCI_IRQS[(pin - 1 + sum(below)) & 3]
 
 
-def device_slot(trace) -> tuple[int, int]:
-    """(bus, slot) of the plugged device: 00:03 or 01:00 (behind the port), or what ``addr=``
-    said (the plug has already parsed it and refused the board's own slots, as QEMU does).
+def device_slot(trace) -> tuple[int, int, int]:
+    """(bus, slot, function) of the plugged device: 00:03.0 or 01:00.0 (behind the port), or
+    what ``addr=`` said (the plug has already parsed it and refused the board's own functions,
+    as QEMU does).
 
     Firmware and Linux only scan a slot whose function 0 answers, and a downstream port's
     single device number 0: such a device is refused here with one line, as the guest would
-    never see it.
+    never see it. A function 1-7 is scanned in a slot where the board has a multifunction
+    function 0 (PIIX3 at 1 on pc, ICH9-LPC at 0x1f on q35; a real guest drives
+    virtio-rng-pci,addr=1.2 there).
     """
     from .errors import VirtioLabError
     m = trace.machine
     bus = 1 if m.root_port else 0
     if m.devfn < 0:
-        return bus, 0 if m.root_port else 3
+        return bus, 0 if m.root_port else 3, 0
     slot, fn = m.devfn >> 3, m.devfn & 7
-    if fn:
-        raise VirtioLabError(f"{m.bdf}: function {fn} without a function 0 in slot {slot:#x} is "
-                             f"never scanned by SeaBIOS or Linux; use addr={slot:x}.0")
     if m.root_port and slot:
         raise VirtioLabError(f"{m.bdf}: behind a pcie-root-port the guest scans slot 0 only "
                              f"(a downstream port has a single device)")
-    return bus, slot
+    if fn and (m.root_port or not multifunction_slot(m.name, slot)):
+        raise VirtioLabError(f"{m.bdf}: function {fn} without a function 0 in slot {slot:#x} is "
+                             f"never scanned by SeaBIOS or Linux; use addr={slot:x}.0")
+    return bus, slot, fn
 
 
 def pci_setup(dev: GuestDevice, machine: str, root_port: bool) -> Placement:
     """pci_setup: probe, size, place and enable every function (the device through its hooks)."""
     tr = dev.tracer
-    bus, slot = device_slot(dev.trace)
-    me = f"{bus:02x}:{slot:02x}.0"
+    bus, slot, fn = device_slot(dev.trace)
+    me = f"{bus:02x}:{slot:02x}.{fn}"
     others = platform_functions(machine, root_port)
-    order = sorted(others + (PciFunction(bus, slot, 0, "virtio device"),), key=lambda f: (f.bus, f.dev, f.fn))
+    order = sorted(others + (PciFunction(bus, slot, fn, "virtio device"),), key=lambda f: (f.bus, f.dev, f.fn))
     place = Placement()
     with tr.call("pci_setup", SRC,
                  f"SeaBIOS 1.16 sets up PCI on {machine}{' with a pcie-root-port at 00:02.0' if root_port else ''}: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
+from .board import board_function, multifunction_slot
 from .devices import model_for, supported_types
 from .errors import VirtioLabError
 from .spec import DeviceSpec, parse_spec
@@ -15,14 +16,6 @@ from .virtio_pci import PlugError, VirtIOPCIProxy
 __all__ = ["Machine", "Trace", "plug", "MACHINES", "StepError"]
 
 MACHINES = ("pc", "q35")
-
-#: The board's own functions with -nodefaults: devfn -> (QEMU's name, multifunction).
-BOARD_FUNCTIONS = {
-    "pc": {0x00: ("i440FX", False), 0x08: ("PIIX3", True), 0x09: ("piix3-ide", False),
-           0x0B: ("PIIX4_PM", False)},
-    "q35": {0x00: ("mch", False), 0xF8: ("ICH9-LPC", True), 0xFA: ("ich9-ahci", False),
-            0xFB: ("ICH9-SMB", False)},
-}
 
 
 @dataclass(frozen=True)
@@ -53,13 +46,12 @@ class Machine:
         do_pci_register_device), or None. Behind the root port the bus is empty."""
         if self.devfn < 0 or self.root_port:
             return None
-        board = BOARD_FUNCTIONS[self.name]
         slot, fn = self.devfn >> 3, self.devfn & 7
-        if self.devfn in board:
+        taken = board_function(self.name, self.devfn)
+        if taken:
             return (f"PCI: slot {slot} function {fn} not available for {type_name}, "
-                    f"in use by {board[self.devfn][0]},id=(null)")
-        first = board.get(self.devfn & ~7)
-        if fn and first and not first[1]:
+                    f"in use by {taken.qemu_name},id=(null)")
+        if fn and board_function(self.name, slot << 3) and not multifunction_slot(self.name, slot):
             return f"PCI: single function device can't be populated in function {slot:x}.{fn:x}"
         return None
 
