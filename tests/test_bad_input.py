@@ -25,6 +25,7 @@ from virtio_lab.lspci import lspci_text
 from virtio_lab.plug import Machine, plug
 from virtio_lab.session import FORMAT, Session, loads
 from virtio_lab.views import chain_html, hex_grid_html, step_html
+from virtio_lab.views.crosscheck import crosscheck_html
 
 NET = plug("virtio-net-pci")
 DATA = Path(__file__).parent / "data"  # (not from conftest: tests/browser has a conftest too)
@@ -111,6 +112,8 @@ OTHER_ROWS = [
     Bad("view:wrong-object", "a view shows a trace", lambda: chain_html("virtio-net-pci")),
     Bad("view:select-text-offsets", "select offsets are integers", lambda: hex_grid_html(NET, select=["0x10"])),
     Bad("view:select-float", "select names a capability offset", lambda: hex_grid_html(NET, select=0.5)),
+    Bad("view:crosscheck-spec", "not str", lambda: crosscheck_html("virtio-net-pci")),
+    Bad("view:crosscheck-no-device", "not a dict without 'device'", lambda: crosscheck_html({"config": "00"})),
     # guest config accesses
     Bad("access:size-3", "1, 2 or 4 bytes", lambda: ConfigAccess(NET.final).config_read(0, 3)),
     Bad("access:negative-offset", "non-negative offset", lambda: ConfigAccess(NET.final).config_write(-4, 0, 4)),

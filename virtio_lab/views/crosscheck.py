@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import VirtioLabError
 from ._common import esc, style_tag
 
 __all__ = ["CrossCheckView", "crosscheck_html"]
@@ -66,8 +67,10 @@ def _split(source: Any, emulated: dict | None):
         return real, source.emulated, list(source.diffs)
     if hasattr(source, "real") and hasattr(source, "emulated"):      # crosscheck.Result
         return source.real, source.emulated, list(getattr(source, "diffs", []) or [])
-    if not isinstance(source, dict):
-        raise TypeError("crosscheck_html wants a crosscheck Result or a real-QEMU case dict")
+    if not isinstance(source, dict) or "device" not in source:
+        what = "a dict without 'device'" if isinstance(source, dict) else type(source).__name__
+        raise VirtioLabError("crosscheck_html shows a virtio_lab.crosscheck Result or GuestResult, or "
+                             f"a real-QEMU case dict (tests/data/qemu-7.2*/*.json), not {what}")
     real = source
     if emulated is None:
         from ..dump import dump
@@ -163,7 +166,8 @@ def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = Tr
     """Emulated vs real: verdict, named differences, config / extended config / write mask
     grids side by side, and the other observed fields.  Differing bytes are highlighted;
     hovering a byte names its field.  ``all_rows`` also shows extended-space rows that are
-    00/ff on both sides."""
+    00/ff on both sides.  Any other ``source`` raises
+    :class:`~virtio_lab.errors.VirtioLabError` in one line saying what to pass."""
     real, emu, diffs = _split(source, emulated)
     guest = hasattr(source, "guest")
     sides = _GUEST_SIDES if guest else _QEMU_SIDES
