@@ -19,13 +19,15 @@ from .bits import align_up
 from .board import BOARD, IO, MEM, PREFMEM, FwBar, multifunction_slot
 from .guest_access import GuestDevice
 
-__all__ = ["PciFunction", "FwBar", "platform_functions", "pci_setup", "Placement", "MEMORY"]
+__all__ = ["PciFunction", "FwBar", "platform_functions", "pci_setup", "Placement", "MEMORY",
+           "option_rom_setup"]
 
 SRC = "src/fw/pciinit.c"
 TYPE_NAMES = ("io", "mem", "prefmem")
 PCI_DEVICE_MEM_MIN = 1 << 12  # a memory BAR takes at least a page
 PCI_BRIDGE_MEM_MIN = 1 << 21  # bridge memory windows: 2 MiB (huge page)
 PCI_BRIDGE_IO_MIN = 0x1000  # bridge IO windows: 4 KiB (PCI bridge spec)
+PCI_CLASS_DISPLAY_VGA, PCI_CLASS_DISPLAY_OTHER = 0x0300, 0x0380  # hw/pci_ids.h
 PCIMEM_END = 0xFEC00000  # BUILD_PCIMEM_END: the IOAPIC sits right above
 PCI_IRQS = (10, 10, 11, 11)  # pci_irqs[]: the ISA IRQs behind PCI INTA..INTD (LNKA..LNKD)
 MEMORY = 128 << 20  # QEMU's default -m; SeaBIOS's window starts depend on it
@@ -245,7 +247,65 @@ def pci_setup(dev: GuestDevice, machine: str, root_port: bool) -> Placement:
                     cmd = dev.config_read(regs.PCI_COMMAND, 2)
                     dev.config_write(regs.PCI_COMMAND, cmd | regs.PCI_COMMAND_IO | regs.PCI_COMMAND_MEMORY
                                      | regs.PCI_COMMAND_SERR, 2)
+        if pci_class(dev) == PCI_CLASS_DISPLAY_VGA:
+            pci_enable_default_vga(dev, root_port)
     return place
+
+
+def pci_class(dev: GuestDevice) -> int:
+    """The 16-bit class (base class, subclass) SeaBIOS keeps from its bus scan (pci->class)."""
+    return dev.config[regs.PCI_CLASS_DEVICE] | dev.config[regs.PCI_CLASS_DEVICE + 1] << 8
+
+
+def is_pci_vga(dev: GuestDevice, bridges_forward_vga: bool) -> bool:
+    """optionroms.c: is_pci_vga: a VGA-class device decoding IO and memory, and every bridge
+    above it forwarding VGA (on bus 0 there is none; the root port forwards VGA once
+    pci_enable_default_vga has set its Bridge Control VGA bit)."""
+    if pci_class(dev) != PCI_CLASS_DISPLAY_VGA:
+        return False
+    cmd = dev.config_read(regs.PCI_COMMAND, 2)
+    both = regs.PCI_COMMAND_IO | regs.PCI_COMMAND_MEMORY
+    return cmd & both == both and bridges_forward_vga
+
+
+def pci_enable_default_vga(dev: GuestDevice, root_port: bool) -> None:
+    """pciinit.c: pci_enable_default_vga, the last step of pci_setup: with no VGA device already
+    routed, the first VGA-class one gets IO|MEM decoding and VGA forwarding on its bridges."""
+    with dev.tracer.call("pci_enable_default_vga", SRC,
+                         "The machine's primary VGA: the virtio device is the only VGA-class function."):
+        if is_pci_vga(dev, bridges_forward_vga=not root_port):
+            return
+        cmd = dev.config_read(regs.PCI_COMMAND, 2)
+        dev.config_write(regs.PCI_COMMAND, cmd | regs.PCI_COMMAND_IO | regs.PCI_COMMAND_MEMORY, 2)
+        dev._note("pci_enable_default_vga", SRC,
+                  f"{ROOT_PORT.bdf} {ROOT_PORT.name}: Bridge Control |= VGA, Command |= IO|MEM.")
+
+
+def option_rom_setup(dev: GuestDevice, root_port: bool) -> None:
+    """Which of SeaBIOS's option-ROM passes meets a device no SeaBIOS driver took (optionroms.c).
+
+    vgarom_setup runs first: the VGA device (class 0x0300, is_pci_vga) gets init_pcirom as a
+    VGA ROM; with no VGA on the machine, try_setup_display_other maps the ROM of a class 0x0380
+    display. optionrom_setup then skips both display classes and gives every other device
+    init_pcirom, which maps its ROM (RunPCIroms: etc/pci-optionrom-exec is absent, default 2;
+    no pciVVVV,DDDD.rom file, as QEMU puts a ROM in the ROM BAR unless rombar=0).
+    """
+    cls = pci_class(dev)
+    if cls == PCI_CLASS_DISPLAY_VGA:
+        with dev.tracer.call("vgarom_setup", "src/optionroms.c",
+                             "Scan for a VGA option ROM: the primary VGA's ROM is mapped and its "
+                             "VGA BIOS run (init_optionrom; the BIOS's own accesses are not modelled)."):
+            if is_pci_vga(dev, bridges_forward_vga=True):  # pci_enable_default_vga saw to it
+                map_pcirom(dev)
+    elif cls == PCI_CLASS_DISPLAY_OTHER:
+        with dev.tracer.call("try_setup_display_other", "src/optionroms.c",
+                             "No VGA device on the machine: the first other-display function's ROM "
+                             "is mapped and run."):
+            map_pcirom(dev)
+    else:
+        with dev.tracer.call("optionrom_setup", "src/optionroms.c",
+                             "Scan for option ROMs: a device without a SeaBIOS driver gets init_pcirom."):
+            map_pcirom(dev)
 
 
 def _bar_indexes(dev: GuestDevice) -> list[int]:
@@ -364,12 +424,11 @@ def seabios_drives(dev: GuestDevice) -> str | None:
 def map_pcirom(dev: GuestDevice) -> None:
     """optionroms.c: map_pcirom: size the ROM again, enable it, copy the image, restore."""
     rom = dev.facts.bar(regs.PCI_ROM_SLOT)
-    if rom is None:
-        return
     with dev.tracer.call("map_pcirom", "src/optionroms.c",
-                         "The device has an option ROM and no SeaBIOS driver: enable the ROM BAR, "
-                         "copy the image into shadow RAM, disable it again (the copy's init code then "
-                         "runs from there).", size=rom.size):
+                         "Size the ROM BAR; if the device has an option ROM, enable it, copy the image "
+                         "into shadow RAM and disable it again (the copy's init code then runs from "
+                         "there). Without one the sizing reads 0 and the register is restored.",
+                         size=rom.size if rom else 0):
         orig = dev.config_read(regs.PCI_ROM_ADDRESS, 4)
         dev.config_write(regs.PCI_ROM_ADDRESS, 0xFFFFFFFE, 4)
         size = dev.config_read(regs.PCI_ROM_ADDRESS, 4)

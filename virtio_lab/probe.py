@@ -20,7 +20,7 @@ from typing import Any
 from . import regs
 from .driver import LinuxResult, linux_probe
 from .errors import VirtioLabError
-from .firmware import Placement, map_pcirom, pci_setup, seabios_drives, seabios_virtio
+from .firmware import Placement, option_rom_setup, pci_setup, seabios_drives, seabios_virtio
 from .guest_access import GuestDevice, status_text
 from .plug import Machine, Trace, plug
 
@@ -188,8 +188,8 @@ def boot(dev: GuestDevice) -> tuple[Placement, LinuxResult]:
     kind = seabios_drives(dev)
     if kind:
         seabios_virtio(dev, kind)
-    elif dev.config[regs.PCI_CLASS_DEVICE + 1] != 0x03:  # display class: no ROM run here
-        map_pcirom(dev)
+    else:
+        option_rom_setup(dev, m.root_port)
     return placement, linux_probe(dev, m.name)
 
 
