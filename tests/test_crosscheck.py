@@ -76,8 +76,9 @@ def _report(results: list[Result], tmp_dir: Path | None = None) -> str:
 # --------------------------------------------------------------------------
 # without QEMU: the comparison itself and the command line
 
-def _case(name):
-    return json.loads((DATA / "qemu-7.2-local" / f"{name}.json").read_text())
+def _case(name, folder="qemu-7.2-local"):
+    """A stored real capture: a real-QEMU case, or with ``folder="guest"`` a real guest's."""
+    return json.loads((DATA / folder / f"{name}.json").read_text())
 
 
 def test_describe_names_capability_and_register():
@@ -110,6 +111,20 @@ def test_describe_groups_bytes_of_one_field():
     assert describe(real, emu) == [
         f"config 0x02c-0x02d header.subsystem_vendor_id: emulated {cfg[0x2C]:02x} {cfg[0x2D]:02x}, "
         f"real {cfg[0x2C] ^ 0xFF:02x} {cfg[0x2D] ^ 0xFF:02x}"]
+
+
+def test_describe_names_device_config_fields():
+    """Device-config bytes are named after the virtio spec's layout (virtio-net: mac, status)."""
+    real = _case("pc__virtio-net-pci")
+    want = bytes.fromhex(real["device_cfg"])
+    emu = json.loads(json.dumps(real))
+    dev = bytearray(want)
+    dev[3:7] = b"\xaa\xbb\xcc\x00"        # the last three MAC bytes and the link status
+    emu["device_cfg"] = dev[:-2].hex()      # and two bytes short
+    assert describe(real, emu) == [
+        f"device config +0x03-0x05 mac: emulated aa bb cc, real {want[3:6].hex(' ')}",
+        f"device config +0x06 status: emulated 00, real {want[6]:02x}",
+        f"device config: emulated {len(want) - 2} bytes, real {len(want)}"]
 
 
 def test_describe_refusals():
@@ -191,12 +206,8 @@ def test_guest_cases_are_the_ci_set():
 # --------------------------------------------------------------------------
 # comparing with a real guest: the comparison itself, on a stored real capture
 
-def _guest_case(name):
-    return json.loads((DATA / "guest" / f"{name}.json").read_text())
-
-
 def test_compare_guest_names_each_field():
-    real = _guest_case("q35rp__virtio-net-pci")
+    real = _case("q35rp__virtio-net-pci", "guest")
     assert compare_guest(real, real) == []
     emu = json.loads(json.dumps(real))
     cfg = bytearray.fromhex(emu["config"])
@@ -236,7 +247,7 @@ def test_view_identical_runs_the_emulation_for_a_stored_case():
 
 
 def test_view_of_a_guest_result():
-    real = _guest_case("q35rp__virtio-net-pci")
+    real = _case("q35rp__virtio-net-pci", "guest")
     emu = json.loads(json.dumps(real))
     cfg = bytearray.fromhex(emu["config"])
     cfg[0x3C] ^= 0x01                                       # interrupt line

@@ -207,24 +207,34 @@ def _device_cfg_name(vid: int | None, off: int) -> str:
     return "?"
 
 
+def _runs(diffs: Iterable[tuple[str, int, str, Any, Any]]) -> list[list]:
+    """Differing bytes ``(area, offset, field, emulated, real)``, in offset order, as runs:
+    ``[area, start, end, field, [emulated...], [real...]]``, one per stretch of adjacent
+    bytes of the same field — so a 4-byte register that differs is one line, not four."""
+    runs: list[list] = []
+    for area, off, name, got, want in diffs:
+        last = runs[-1] if runs else None
+        if last and last[0] == area and last[3] == name and last[2] == off - 1:
+            last[2] = off
+            last[4].append(got)
+            last[5].append(want)
+        else:
+            runs.append([area, off, off, name, [got], [want]])
+    return runs
+
+
+def _differing(real: bytes, emulated: bytes, name_of: Callable[[int], str], area: str = ""):
+    """``(area, offset, field, emulated, real)`` for each byte that differs (shorter length)."""
+    return ((area, i, name_of(i), emulated[i], real[i])
+            for i in range(min(len(real), len(emulated))) if real[i] != emulated[i])
+
+
 def _device_cfg_diff(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
     want = bytes.fromhex(real.get("device_cfg") or "")
     got = bytes.fromhex(emulated.get("device_cfg") or "")
     vid = virtio_device_id(bytes.fromhex(real.get("config", "")))
-    groups: list[list] = []
-    for i in range(min(len(want), len(got))):
-        if want[i] == got[i]:
-            continue
-        name = _device_cfg_name(vid, i)
-        g = groups[-1] if groups else None
-        if g and g[2] == i - 1 and g[3] == name:
-            g[2] = i
-            g[4].append(got[i])
-            g[5].append(want[i])
-        else:
-            groups.append([None, i, i, name, [got[i]], [want[i]]])
     out = []
-    for _, a, b, name, g, w in groups:
+    for _, a, b, name, g, w in _runs(_differing(want, got, lambda i: _device_cfg_name(vid, i))):
         span = f"+0x{a:02x}" if a == b else f"+0x{a:02x}-0x{b:02x}"
         out.append(f"device config {span} {name}: emulated {bytes(g).hex(' ')}, real {bytes(w).hex(' ')}")
     if len(got) < len(want):
@@ -253,7 +263,7 @@ def describe(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
             return [f"real QEMU refuses ({r}) but the emulation plugs the device"]
         return [f"the emulation refuses ({e}) but real QEMU plugs the device"]
     ext_labels = _labels(real["config_ext"]) if real.get("config_ext") else None
-    groups: list[list] = []   # [area, start, end, name, [emu bytes], [real bytes]]
+    byte_diffs: list[tuple[str, int, str, str, str]] = []
     other: list[str] = []
     for line in lines:
         if line.startswith("device_cfg "):
@@ -270,15 +280,9 @@ def describe(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
             name = f"{lab.structure}.{lab.field}" if lab else "?"
             if name.endswith(".(unused)") and lab and lab.kind == "free":
                 name = "extended space (no capability)"
-        g = groups[-1] if groups else None
-        if g and g[0] == area and g[3] == name and g[2] == off - 1:
-            g[2] = off
-            g[4].append(got)
-            g[5].append(want)
-        else:
-            groups.append([area, off, off, name, [got], [want]])
+        byte_diffs.append((area, off, name, got, want))
     out = []
-    for area, start, end, name, got, want in groups:
+    for area, start, end, name, got, want in _runs(byte_diffs):
         span = f"0x{start:03x}" if start == end else f"0x{start:03x}-0x{end:03x}"
         what = "write mask" if area == "wmask" else area
         out.append(f"{what} {span} {name}: emulated {' '.join(got)}, real {' '.join(want)}")
@@ -390,8 +394,13 @@ def format_result(res: Result) -> str:
             msg = res.real["error"].replace("qemu exited: ", "").strip().splitlines()
             return f"{head}: identical (both refuse: {msg[-1] if msg else ''})"
         return f"{head}: identical"
-    body = "\n".join(f"    {d}" for d in res.diffs)
-    return f"{head}: {len(res.diffs)} difference{'s' if len(res.diffs) != 1 else ''}\n{body}"
+    return _with_diffs(head, res.diffs)
+
+
+def _with_diffs(head: str, diffs: list[str]) -> str:
+    """``HEAD: N differences`` and the differences below it, indented, one a line."""
+    body = "\n".join(f"    {d}" for d in diffs)
+    return f"{head}: {len(diffs)} difference{'s' if len(diffs) != 1 else ''}\n{body}"
 
 
 # --------------------------------------------------------------------------
@@ -421,20 +430,11 @@ class GuestResult(_Case):
 
 def _group_bytes(area: str, real: bytes, emulated: bytes, labels, base: int = 0) -> list[str]:
     """Differing bytes, one line per run of bytes of the same field."""
-    runs: list[list] = []   # [start, end, name, emulated bytes, real bytes]
-    for i in range(min(len(real), len(emulated))):
-        if real[i] == emulated[i]:
-            continue
+    def name_of(i: int) -> str:
         lab = labels[base + i] if labels and base + i < len(labels) else None
-        name = f"{lab.structure}.{lab.field}" if lab else "?"
-        if runs and runs[-1][1] == i - 1 and runs[-1][2] == name:
-            runs[-1][1] = i
-            runs[-1][3].append(emulated[i])
-            runs[-1][4].append(real[i])
-        else:
-            runs.append([i, i, name, [emulated[i]], [real[i]]])
+        return f"{lab.structure}.{lab.field}" if lab else "?"
     out = []
-    for a, b, name, e, r in runs:
+    for _, a, b, name, e, r in _runs(_differing(real, emulated, name_of)):
         span = f"0x{base + a:03x}" if a == b else f"0x{base + a:03x}-0x{base + b:03x}"
         out.append(f"{area} {span} {name}: emulated {bytes(e).hex(' ')}, real {bytes(r).hex(' ')}")
     if len(real) != len(emulated):
@@ -551,8 +551,7 @@ def format_guest_result(res: GuestResult) -> str:
     head = f"guest {res.where:5} {res.spec}"
     if res.identical:
         return f"{head}: identical (boot {res.boot_seconds:.1f} s)"
-    body = "\n".join(f"    {d}" for d in res.diffs)
-    return f"{head}: {len(res.diffs)} difference{'s' if len(res.diffs) != 1 else ''}\n{body}"
+    return _with_diffs(head, res.diffs)
 
 
 def _run_guest(args: argparse.Namespace) -> int:

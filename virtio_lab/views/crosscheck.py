@@ -47,15 +47,18 @@ def _guest_fields_table(real: dict, emu: dict) -> str:
         if k == "rom_address" and isinstance(v, int):
             return f"{v:#x}"
         return str(v)
-    out = ["<h4>What the guest left</h4><table class='vl-table'><tr><th>field</th>"
-           f"<th>{_GUEST_SIDES[0]}</th><th>{_GUEST_SIDES[1]}</th></tr>"]
-    for k in COMPARED_FIELDS:
-        if k == "config":
-            continue
-        a, b = show(emu, k), show(real, k)
+    return _side_by_side("What the guest left", _GUEST_SIDES,
+                         [(k, show(emu, k), show(real, k)) for k in COMPARED_FIELDS if k != "config"])
+
+
+def _side_by_side(title: str, sides, rows) -> str:
+    """A field table, emulated | real, with the rows that differ marked."""
+    out = [f"<h4>{esc(title)}</h4><table class='vl-table'><tr><th>field</th>"
+           f"<th>{esc(sides[0])}</th><th>{esc(sides[1])}</th></tr>"]
+    for name, a, b in rows:
         cls = "mono vl-xd" if a != b else "mono"
-        out.append(f"<tr><td>{esc(k)}</td><td class='{cls}'>{esc(a)}</td>"
-                   f"<td class='{cls}'>{esc(b)}</td></tr>")
+        out.append(f"<tr><td>{esc(name)}</td><td class='{cls}'>{esc(str(a))}</td>"
+                   f"<td class='{cls}'>{esc(str(b))}</td></tr>")
     out.append("</table>")
     return "".join(out)
 
@@ -97,6 +100,13 @@ def _hex_rows(title: str, emu: bytes, real: bytes, *, base: int = 0, names=None,
            f"<th class='vl-side' colspan='16'>{esc(sides[1])}</th></tr>"
            f"<tr><th class='vl-row'></th>{head}<th class='vl-gap'></th>{head}</tr>"]
     skipped = 0
+
+    def flush_skipped() -> None:   # one line for a stretch of rows left out
+        nonlocal skipped
+        if skipped:
+            out.append(f"<tr><td class='vl-skip' colspan='34'>… {skipped} row"
+                       f"{'s' if skipped > 1 else ''} of 00/ff, identical</td></tr>")
+            skipped = 0
     for row in range(0, n, 16):
         e = emu[row:row + 16]
         r = real[row:row + 16]
@@ -104,10 +114,7 @@ def _hex_rows(title: str, emu: bytes, real: bytes, *, base: int = 0, names=None,
         if only_interesting and not differs and all(b in (0x00, 0xFF) for b in r):
             skipped += 1
             continue
-        if skipped:
-            out.append(f"<tr><td class='vl-skip' colspan='34'>… {skipped} row"
-                       f"{'s' if skipped > 1 else ''} of 00/ff, identical</td></tr>")
-            skipped = 0
+        flush_skipped()
         cells = []
         for side in (e, r):
             other = r if side is e else e
@@ -127,9 +134,7 @@ def _hex_rows(title: str, emu: bytes, real: bytes, *, base: int = 0, names=None,
             if side is e:
                 cells.append("<td class='vl-gap'></td>")
         out.append(f"<tr><th class='vl-row'>{base + row:03x}</th>{''.join(cells)}</tr>")
-    if skipped:
-        out.append(f"<tr><td class='vl-skip' colspan='34'>… {skipped} row"
-                   f"{'s' if skipped > 1 else ''} of 00/ff, identical</td></tr>")
+    flush_skipped()
     out.append("</table>")
     return "".join(out)
 
@@ -151,14 +156,7 @@ def _fields_table(real: dict, emu: dict) -> str:
             ("queue sizes", cc(emu, "queues"), cc(real, "queues")),
             ("legacy host features", (emu.get("legacy") or {}).get("host_features", "—"),
              (real.get("legacy") or {}).get("host_features", "—"))]
-    out = ["<h4>Other observed fields</h4><table class='vl-table'>"
-           "<tr><th>field</th><th>emulated</th><th>real QEMU</th></tr>"]
-    for name, a, b in rows:
-        cls = "mono vl-xd" if a != b else "mono"
-        out.append(f"<tr><td>{esc(name)}</td><td class='{cls}'>{esc(str(a))}</td>"
-                   f"<td class='{cls}'>{esc(str(b))}</td></tr>")
-    out.append("</table>")
-    return "".join(out)
+    return _side_by_side("Other observed fields", _QEMU_SIDES, rows)
 
 
 def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = True,
@@ -168,11 +166,12 @@ def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = Tr
     hovering a byte names its field.  ``all_rows`` also shows extended-space rows that are
     00/ff on both sides.  Any other ``source`` raises
     :class:`~virtio_lab.errors.VirtioLabError` in one line saying what to pass."""
+    from ..crosscheck import machine_label
     real, emu, diffs = _split(source, emulated)
     guest = hasattr(source, "guest")
     sides = _GUEST_SIDES if guest else _QEMU_SIDES
     spec = real.get("device", "?")
-    where = "q35rp" if real.get("root_port") else real.get("machine", "?")
+    where = machine_label(real.get("machine", "?"), bool(real.get("root_port")))
     out = [style_tag() if css else "", _CSS if css else "", '<div class="vl vl-xc">',
            f"<div><b>{esc(where)}</b> <code>{esc(spec)}</code></div>"]
     if diffs:
