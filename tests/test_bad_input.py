@@ -28,6 +28,12 @@ from virtio_lab.views import chain_html, hex_grid_html, step_html
 from virtio_lab.views.crosscheck import crosscheck_html
 
 NET = plug("virtio-net-pci")
+
+
+def _guest():
+    """A device as a real guest left it (probe(): SeaBIOS and Linux have driven it)."""
+    from virtio_lab.probe import probe
+    return probe("virtio-net-pci").device
 DATA = Path(__file__).parent / "data"  # (not from conftest: tests/browser has a conftest too)
 
 
@@ -118,6 +124,14 @@ OTHER_ROWS = [
     Bad("access:size-3", "1, 2 or 4 bytes", lambda: ConfigAccess(NET.final).config_read(0, 3)),
     Bad("access:negative-offset", "non-negative offset", lambda: ConfigAccess(NET.final).config_write(-4, 0, 4)),
     Bad("access:text-value", "stores an integer, not str", lambda: ConfigAccess(NET.final).config_write(4, "7", 2)),
+    # a probed device (ProbeResult.device: GuestDevice)
+    Bad("guest:config-text-value", "a config write stores an integer, not str", lambda: _guest().config_write(4, "7", 2)),
+    Bad("guest:bar-float-value", "a BAR write stores an integer, not float", lambda: _guest().bar_write(4, 0, 1.0, 4)),
+    Bad("guest:common-unknown", "no common-configuration register 'nope': one of device_feature_select",
+        lambda: _guest().common_read("nope")),
+    Bad("guest:mem-text-address", "a guest-physical address is a non-negative integer, not 'x'",
+        lambda: _guest().mem_read("x", 4)),
+    Bad("guest:io-text-value", "an IO write stores an integer, not str", lambda: _guest().io_write(0xC000, "v", 1)),
     # lspci dumps for explain
     Bad("explain:empty", "empty input", lambda: explain(""), ("explain", "{tmp}/empty.txt"),
         (("empty.txt", b""),)),

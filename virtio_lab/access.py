@@ -34,6 +34,11 @@ class ConfigAccess:
             raise VirtioLabError(f"a config access is 1, 2 or 4 bytes at a non-negative offset, "
                                  f"not {size!r} bytes at {addr!r}")
 
+    @staticmethod
+    def _check_value(value: int, what: str = "a config write") -> None:
+        if not isinstance(value, int):
+            raise VirtioLabError(f"{what} stores an integer, not {type(value).__name__}")
+
     def config_read(self, addr: int, size: int) -> int:
         """pci_default_read_config: a copy of the bytes (all ones past the config size)."""
         self._check(addr, size)
@@ -47,8 +52,7 @@ class ConfigAccess:
         Only the low ``size`` bytes of ``value`` reach the device (the data bus is that wide).
         """
         self._check(addr, size)
-        if not isinstance(value, int):
-            raise VirtioLabError(f"a config write stores an integer, not {type(value).__name__}")
+        self._check_value(value)
         if addr + size > self.size:
             return
         value &= (1 << (8 * size)) - 1

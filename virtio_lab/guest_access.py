@@ -118,6 +118,19 @@ class VirtioDevice:
         return self.queues[n] if 0 <= n < len(self.queues) else None
 
 
+def _common_offset(name: str) -> int:
+    """The offset of a common-configuration register, by its spec name."""
+    if name not in COMMON_OFFSET:
+        raise VirtioLabError(f"no common-configuration register {name!r}: one of "
+                             + ", ".join(COMMON_OFFSET))
+    return COMMON_OFFSET[name]
+
+
+def _check_address(addr: int, what: str) -> None:
+    if not isinstance(addr, int) or addr < 0:
+        raise VirtioLabError(f"{what} is a non-negative integer, not {addr!r}")
+
+
 def _hex(v: int, size: int) -> str:
     return f"0x{v:0{2 * size}x}"
 
@@ -184,15 +197,9 @@ class GuestDevice(ConfigAccess):
         return lab.field if lab.structure == "header" else f"{lab.structure} {lab.field}"
 
     # ------------------------------------------------------------ config space
-    @staticmethod
-    def _check_access(addr: int, size: int) -> None:
-        if not isinstance(addr, int) or not isinstance(size, int) or addr < 0 or size not in (1, 2, 4):
-            raise VirtioLabError(f"a config access is 1, 2 or 4 bytes at a non-negative offset, "
-                                 f"not {size!r} bytes at {addr!r}")
-
     def config_read(self, addr: int, size: int) -> int:
         """virtio_read_config: the PCI_CFG window first, then pci_default_read_config."""
-        self._check_access(addr, size)
+        self._check(addr, size)  # ConfigAccess's: 1, 2 or 4 bytes at a non-negative offset
         window = ""
         if self.config_cap and ranges_overlap(addr, size, self.config_cap + regs.VIRTIO_PCI_CAP_DATA, 4):
             window = self._cfg_window(write=False)
@@ -207,7 +214,8 @@ class GuestDevice(ConfigAccess):
 
     def config_write(self, addr: int, value: int, size: int) -> None:
         """virtio_write_config: the write rule, then Bus Master, MSI-X and PCI_CFG side effects."""
-        self._check_access(addr, size)
+        self._check(addr, size)
+        self._check_value(value)
         value &= (1 << (8 * size)) - 1
         lo = min(addr, self.size)
         hi = min(addr + size, self.size)
@@ -320,12 +328,12 @@ class GuestDevice(ConfigAccess):
     def common_read(self, name: str) -> int:
         """Read a common-configuration register by its spec name (virtio spec 4.1.4.3)."""
         bar, base = self.region("common")
-        off = COMMON_OFFSET[name]
+        off = _common_offset(name)
         return self.bar_read(bar, base + off, COMMON_CFG[off][1])
 
     def common_write(self, name: str, value: int) -> None:
         bar, base = self.region("common")
-        off = COMMON_OFFSET[name]
+        off = _common_offset(name)
         self.bar_write(bar, base + off, value, COMMON_CFG[off][1])
 
     # --------------------------------------------------------------- BAR decode
@@ -371,10 +379,13 @@ class GuestDevice(ConfigAccess):
 
     def mem_read(self, addr: int, size: int) -> int | None:
         """A CPU load at a guest-physical address: the BAR that decodes it answers, else None."""
+        _check_address(addr, "a guest-physical address")
         hit = self._decode(addr, io=False)
         return None if hit is None else self.bar_read(hit[0], hit[1], size)
 
     def mem_write(self, addr: int, value: int, size: int) -> bool:
+        _check_address(addr, "a guest-physical address")
+        self._check_value(value, "a memory write")
         hit = self._decode(addr, io=False)
         if hit is not None:
             self.bar_write(hit[0], hit[1], value, size)
@@ -382,10 +393,13 @@ class GuestDevice(ConfigAccess):
 
     def io_read(self, port: int, size: int) -> int | None:
         """An ``in`` instruction: the IO BAR that decodes the port answers, else None."""
+        _check_address(port, "an IO port")
         hit = self._decode(port, io=True)
         return None if hit is None else self.bar_read(hit[0], hit[1], size)
 
     def io_write(self, port: int, value: int, size: int) -> bool:
+        _check_address(port, "an IO port")
+        self._check_value(value, "an IO write")
         hit = self._decode(port, io=True)
         if hit is not None:
             self.bar_write(hit[0], hit[1], value, size)
@@ -393,6 +407,8 @@ class GuestDevice(ConfigAccess):
 
     # ------------------------------------------------------------- BAR regions
     def _bar(self, index: int) -> Bar:
+        if not isinstance(index, int):
+            raise VirtioLabError(f"a BAR index is an integer 0-5, not {type(index).__name__}")
         bar = self.facts.bar(index)
         if bar is None or index == regs.PCI_ROM_SLOT:
             raise VirtioLabError(f"BAR{index} is not implemented by this device; it has "
@@ -427,6 +443,7 @@ class GuestDevice(ConfigAccess):
     def bar_write(self, index: int, offset: int, value: int, size: int) -> None:
         """A write of ``value`` (``size`` bytes) to BAR ``index`` at ``offset``: the region's write hook."""
         bar = self._bar(index)
+        self._check_value(value, "a BAR write")
         value &= (1 << (8 * size)) - 1
         for off, n, shift in self._split(offset, size):
             self._bar_access(bar, off, n, (value >> shift) & ((1 << (8 * n)) - 1))
