@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from . import regs
 from .guest_access import DRIVER_OK, FEATURES_OK, NO_VECTOR, GuestDevice
+from .layout import device_config_field
 
 __all__ = ["Driver", "DRIVERS", "linux_probe", "LinuxResult", "ProbeFailed", "TRANSPORT_FEATURES"]
 
@@ -466,6 +467,14 @@ class _Linux:
             return self.d.bar_read(bar, base + off, size)
         return self.d.bar_read(0, regs.VIRTIO_PCI_CONFIG_OFF(self.d.msix_enabled) + off, size)
 
+    def field(self, name: str) -> tuple[int, int]:
+        """(offset, width) of this device type's config field ``name`` (layout.DEVICE_CONFIG_FIELDS)."""
+        return device_config_field(self.virtio_id, name)
+
+    def cread(self, name: str) -> int:
+        """virtio_cread(vdev, struct virtio_X_config, name, ...): one device-config field by name."""
+        return self.read_config(*self.field(name))
+
     def virtio_dev_probe(self, drv: Driver) -> None:
         with self.call("virtio_dev_probe", VIRTIO,
                        f"The {drv.name} driver matches: DRIVER, read the device's features, keep those "
@@ -511,12 +520,12 @@ class _Linux:
                 for b in (18, 19, 21, 22, 23, 60, 57, 55):
                     if feats >> b & 1 and not ctrl:
                         raise ProbeFailed(f"virtio_net: device advertises feature {b} but not VIRTIO_NET_F_CTRL_VQ")
-                if feats >> 3 & 1 and self.read_config(10, 2) < 68:
+                if feats >> 3 & 1 and self.cread("mtu") < 68:
                     feats &= ~(1 << 3)
                 if feats >> 62 & 1 and not feats >> 5 & 1:
                     feats &= ~(1 << 62)
             elif drv.name == "virtio_blk" and feats >> 6 & 1:
-                bs = self.read_config(20, 4)
+                bs = self.cread("blk_size")
                 if bs < 512 or bs > PAGE_SIZE:
                     feats &= ~(1 << 6)
             self.tr.phase(f"After validate: 0x{feats:x}.", features=f"0x{feats:x}")
@@ -534,23 +543,23 @@ class _Linux:
         if n == "virtio_net":
             pairs = 1
             if (f >> 22 & 1 or f >> 60 & 1) and f >> 17 & 1:
-                pairs = self.read_config(8, 2)
+                pairs = self.cread("max_virtqueue_pairs")
                 if not 1 <= pairs <= 0x8000:
                     pairs = 1
             vqs = [v for i in range(pairs) for v in ((f"input.{i}", True), (f"output.{i}", True))]
             return vqs + ([("control", False)] if f >> 17 & 1 else [])
         if n == "virtio_blk":
-            nq = self.read_config(34, 2) if f >> 12 & 1 else 1
+            nq = self.cread("num_queues") if f >> 12 & 1 else 1
             if not nq:
                 raise ProbeFailed("virtio_blk: MQ advertised but zero queues reported")
             return [(f"req.{i}", True) for i in range(min(nq, NCPUS))]
         if n == "virtio_scsi":
-            nq = min(self.read_config(0, 4) or 1, NCPUS)
+            nq = min(self.cread("num_queues") or 1, NCPUS)
             return [("control", True), ("event", True)] + [(f"request{i}", True) for i in range(nq)]
         if n == "virtio_console":
             ports = 1
             if f >> 1 & 1:
-                ports = self.read_config(4, 4)
+                ports = self.cread("max_nr_ports")
                 if not 0 < ports <= 0x8000:
                     raise ProbeFailed(f"virtio_console: invalid max_nr_ports {ports}")
             vqs = [("input", True), ("output", True)]
@@ -579,11 +588,11 @@ class _Linux:
                        f"the virtqueues and their interrupts."):
             f = self.res.features
             if drv.name == "virtio_net" and f >> 5 & 1:
-                self.cread_many(0, 6, "the MAC address")  # virtio_cread_bytes
+                self.cread_many(*self.field("mac"), "the MAC address")  # virtio_cread_bytes
             vqs = self.vq_plan(drv)
             self.find_vqs(vqs)
             if drv.name == "virtio_blk":
-                self.cread_many(0, 8, "capacity (512-byte sectors)", width=4)  # virtblk_update_capacity
+                self.cread_many(*self.field("capacity"), "capacity (512-byte sectors)", width=4)  # virtblk_update_capacity
             if drv.name in ("virtio_net", "virtio_blk", "virtio_scsi", "virtio_console", "virtio_balloon"):
                 # these drivers call virtio_device_ready themselves before using their queues
                 self.device_ready()
