@@ -88,3 +88,20 @@ def test_core_imports_only_stdlib():
             for n in names:
                 top = n.split(".")[0]
                 assert top in stdlib or top == "virtio_lab", f"{path.name} imports {n}"
+
+
+def test_devices_model_lists_its_qemu_options():
+    """`devices MODEL` prints that model's options as QEMU's `-device MODEL,help` lists them."""
+    from pathlib import Path
+    r = run("devices", "virtio-rng-pci")
+    assert r.returncode == 0 and "virtio-net-pci " not in r.stdout
+    help_text = (Path(__file__).parent / "data" / "qemu-7.2-props" / "virtio-rng-pci.txt").read_text()
+    for name in ("max-bytes", "period", "disable-legacy", "vectors"):
+        assert f"{name}=" in help_text and f" {name}=<" in r.stdout
+
+
+def test_unknown_model_suggests_the_nearest_name():
+    r = run("plug", "virtio-net-pcii")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    # QEMU's own words first, then the hint
+    assert "'virtio-net-pcii' is not a valid device model name (did you mean virtio-net-pci?)" in r.stderr

@@ -242,3 +242,13 @@ def test_checks_find_suspicious_state(net):
     assert "bar-overlap" in [f.code for f in check_bars(net.final.facts.bars, bytes(cfg))]
     page = step_html(net, len(net.events) - 1)
     assert 'class="vl-warn"' not in page
+
+
+def test_select_forgives_short_structure_names():
+    """A student's "notify" or "msix" hatches the same bytes as the legend's exact names."""
+    from virtio_lab import plug
+    from virtio_lab.views.hexgrid import selection_offsets
+    config = bytes(plug("virtio-net-pci").final.config)
+    assert selection_offsets(config, "notify") == selection_offsets(config, "virtio notify") != frozenset()
+    assert selection_offsets(config, "msix") == selection_offsets(config, "MSI-X") != frozenset()
+    assert selection_offsets(config, "nonsense") == frozenset()

@@ -34,9 +34,18 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 def cmd_devices(args: argparse.Namespace) -> int:
     from .devices import MODELS, supported_types
     from .spec import type_properties
+    models = list(MODELS.values())
+    if args.model:
+        from .spec import parse_spec
+        type_name = parse_spec(args.model, tuple(supported_types())).type  # one line if unknown
+        base = supported_types()[type_name].model.name
+        models = [m for m in models if m.name == base]
+        args.verbose = True
     if args.json:
         out = {}
         for name, info in sorted(supported_types().items()):
+            if args.model and info.model.name != models[0].name:
+                continue
             out[name] = {"virtio_id": info.model.virtio_id, "summary": info.model.summary,
                          "variant": info.variant,
                          "options": {p.name: {"type": p.type, "default": p.default}
@@ -44,7 +53,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
                                      if not p.type.startswith("child<")}}
         print(json.dumps(out, indent=1))
         return 0
-    for m in MODELS.values():
+    for m in models:
         names = [m.name] + ([f"{m.name}-transitional", f"{m.name}-non-transitional"] if m.variants else [])
         print(f"{m.name:22} virtio id {m.virtio_id:2}  {m.summary}"
               + ("  [modern only]" if m.forced_modern else ""))
@@ -57,7 +66,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
                 default = "" if p.default is None else f" (default {p.default})"
                 print(f"{'':24}{p.name}=<{p.type}>{default}")
     if not args.verbose:
-        print("\n(-v lists every option with its type and default; --json for machines)")
+        print("\n(devices MODEL lists one model's options, -v every model's; --json prints JSON)")
     return 0
 
 
@@ -212,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == "devices":
+            p.add_argument("model", nargs="?", help="one device model (or its type name): its options")
             p.add_argument("-v", "--verbose", action="store_true", help="list every option")
-            p.add_argument("--json", action="store_true", help="machine-readable output")
+            p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
         elif name == "explain":
             p.add_argument("file", help="a file holding lspci -x/-xxx/-xxxx output, or - for stdin")
             p.add_argument("--json", action="store_true", help="one JSON object per device")

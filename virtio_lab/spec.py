@@ -7,6 +7,7 @@ checked by the property's QAPI type, with QEMU's error texts.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -370,6 +371,14 @@ def parse_devfn(type_name: str, key: str, text: str) -> int:
     return slot << 3 | fn
 
 
+def _suggest(type_name: str, known: tuple[str, ...]) -> str:
+    """The hint after an unknown type: the nearest names, else where the list is."""
+    close = difflib.get_close_matches(type_name, known, n=1, cutoff=0.75)
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    return "python -m virtio_lab devices lists the models; choose one of: " + ", ".join(known)
+
+
 def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
     """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
     if not isinstance(text, str):
@@ -387,8 +396,7 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         if type_properties(type_name) and supported is not None:
             raise VirtioLabError(f"'{type_name}' needs a host backend that virtio_lab does not "
                                  f"model; choose one of: {', '.join(known)}")
-        raise VirtioLabError(f"'{type_name}' is not a valid device model name; "
-                             f"choose one of: {', '.join(known)}")
+        raise VirtioLabError(f"'{type_name}' is not a valid device model name", _suggest(type_name, known))
     props = type_properties(type_name)
     raw: list[tuple[str, str]] = []
     for part in parts[1:]:

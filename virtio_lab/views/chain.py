@@ -45,7 +45,7 @@ def _fields_rows(cap) -> str:
                          f"(queue n at 0x{f['cap_offset']:x} + n×{f['notify_off_multiplier']})"))
         rows.append(("cap_len", str(f["cap_len"])))
     elif cap.id == regs.CapID.MSIX:
-        rows.append(("table", f"{f['table_size']} entries in BAR{f['table_bir']} at 0x{f['table_offset']:x}"))
+        rows.append(("table", f"{f['table_size']} {'entry' if f['table_size'] == 1 else 'entries'} in BAR{f['table_bir']} at 0x{f['table_offset']:x}"))
         rows.append(("PBA", f"BAR{f['pba_bir']} at 0x{f['pba_offset']:x}"))
     for k, v in f.items():
         if cap.id == regs.CapID.VNDR and "cfg_type" not in f:

@@ -8,6 +8,8 @@ space (to 4 KiB) when the device has one, with runs of untouched zero rows folde
 
 from __future__ import annotations
 
+import re
+
 from functools import lru_cache
 from typing import Any, Iterable
 
@@ -58,6 +60,10 @@ def selection_offsets(config: bytes, select: Any) -> frozenset[int]:
         hits = [i for i, lab in enumerate(labels)
                 if lab.kind != "free" and (lab.field.lower() == s or lab.structure.lower() == s
                                            or lab.structure.lower().startswith(s + " "))]
+        if not hits:  # forgiving: "notify" names "virtio notify", "msix" names "MSI-X"
+            key = re.sub(r"[^a-z0-9]", "", s)
+            hits = [i for i, lab in enumerate(labels) if lab.kind != "free" and len(key) >= 3
+                    and key in re.sub(r"[^a-z0-9]", "", lab.structure.lower())]
         return frozenset(hits)
     try:
         return frozenset(int(x) for x in select)
