@@ -48,3 +48,25 @@ def test_refusal_is_an_event_of_do_pci_register_device():
     events = err.value.trace.events
     assert events[-1].function == "error_setg"
     assert any(e.function == "do_pci_register_device" for e in events)
+
+
+BUS_CASES = DATA["bus_cases"]
+
+
+@pytest.mark.parametrize("case", BUS_CASES, ids=[f"{c['machine']}{'rp' if c['root_port'] else ''}-bus={c['bus']!r}"
+                                                 for c in BUS_CASES])
+def test_bus_accepted_or_refused_like_qemu(case):
+    spec = f"virtio-rng-pci,bus={case['bus']}"
+    on_root_bus = case["root_port"] and case["bus"].rstrip("/") in ("pcie.0", "/q35-pcihost/pcie.0")
+    if on_root_bus:
+        # QEMU takes it and puts the device on the root bus, which --root-port contradicts:
+        # virtio_lab says so instead of silently plugging somewhere else
+        with pytest.raises(VirtioLabError, match="root bus"):
+            plug(spec, case["machine"], case["root_port"])
+    elif case["error"] is None:
+        default = plug("virtio-rng-pci", case["machine"], case["root_port"])
+        assert bytes(plug(spec, case["machine"], case["root_port"]).final.config) == bytes(default.final.config)
+    else:
+        with pytest.raises(VirtioLabError) as err:
+            plug(spec, case["machine"], case["root_port"])
+        assert str(err.value) == case["error"]

@@ -41,6 +41,28 @@ class Machine:
         devfn = self.devfn if self.devfn >= 0 else (0 if self.root_port else 3 << 3)
         return f"{1 if self.root_port else 0:02x}:{devfn >> 3:02x}.{devfn & 7:x}"
 
+    @property
+    def bus_id(self) -> str:
+        """The name ``bus=`` gives the device's bus: the root bus, or the root port's ``rp0``."""
+        return "rp0" if self.root_port else ("pcie.0" if self.name == "q35" else "pci.0")
+
+    def check_bus(self, value: str) -> None:
+        """``bus=`` as qdev_device_add resolves it (qdev-monitor.c: qbus_find): the bus's
+        id, or its absolute QOM path, a trailing ``/`` allowed; anything else is QEMU's
+        "Bus '...' not found"."""
+        host = {"pc": "/i440FX-pcihost/pci.0", "q35": "/q35-pcihost/pcie.0"}[self.name]
+        name = value.rstrip("/") if value.strip("/") else value
+        if name == self.bus_id or (name == host and not self.root_port):
+            return
+        if self.root_port and name in ("pcie.0", "/q35-pcihost/pcie.0"):
+            raise VirtioLabError(f"bus={value} puts the device on the root bus, not behind the "
+                                 f"root port: drop bus= (or --root-port)")
+        if name.startswith("/"):
+            first = name[1:].split("/", 1)[0]
+            raise VirtioLabError(f"Device '{first}' not found" if first != host.split("/")[1]
+                                 else f"Bus '{name}' not found")
+        raise VirtioLabError(f"Bus '{name}' not found")
+
     def slot_conflict(self, type_name: str) -> str | None:
         """QEMU's refusal of an ``addr=`` the board already uses (hw/pci/pci.c:
         do_pci_register_device), or None. Behind the root port the bus is empty."""
@@ -194,6 +216,8 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
     ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec) if isinstance(spec, str)
           else parse_spec(spec, _type_names()))
     info = _types().get(ds.type) or model_for(ds.type)
+    if ds.value("bus") is not None:
+        m.check_bus(ds.value("bus"))
     if ds.value("addr") not in (None, -1):
         m = replace(m, devfn=ds.value("addr"))
     tracer = Tracer(Facts())
