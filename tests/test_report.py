@@ -42,3 +42,16 @@ def test_cli_report(tmp_path):
     r = subprocess.run([sys.executable, "-m", "virtio_lab", "report", "virtio-net-pci", "--machine", "pc",
                         "--root-port", "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "q35" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_report_of_a_refused_device_says_so(tmp_path):
+    """The report of a device QEMU refuses is still written (its steps lead to the refusal),
+    and the terminal says QEMU refused it, in QEMU's words."""
+    import subprocess
+    import sys
+    out = tmp_path / "blk.html"
+    r = subprocess.run([sys.executable, "-m", "virtio_lab", "report", "virtio-blk-pci", "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and out.exists()
+    assert "QEMU refuses this device (drive property not set" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -161,6 +161,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise VirtioLabError(f"cannot write the report to {args.output}: "
                              f"{err.strerror or err}") from None
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB): open it in any browser, no network needed")
+    try:
+        from .plug import plug
+        plug(args.spec, args.machine, args.root_port)
+    except VirtioLabError as err:  # the report still shows the steps up to QEMU's refusal
+        print(f"note: QEMU refuses this device ({err}); the report steps up to the refusal",
+              file=sys.stderr)
     return 0
 
 
