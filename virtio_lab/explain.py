@@ -737,7 +737,8 @@ def _describe_diffs(dump: bytes, cand: bytes, real: list[int], fw: list[int]) ->
 def render(reports: list[DeviceReport]) -> str:
     out: list[str] = []
     for r in reports:
-        out.append(f"{r.bdf}  (line {r.line}: {r.header.strip()[:70]})")
+        head = r.header.strip()
+        out.append(f"{r.bdf}  (line {r.line}: {head if len(head) <= 70 else head[:69] + '…'})")
         out.append(f"  {r.bytes_available} bytes dumped"
                    + ("" if r.bytes_available >= 256 else " (lspci -x: capabilities need -xxx)"))
         if r.virtio:

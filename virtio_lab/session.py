@@ -175,7 +175,9 @@ def _kind(v: Any) -> str:
 
 def _show(v: Any) -> str:
     text = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+    if len(text) <= 40:
+        return text
+    return text[:36] + ("…\"" if text.startswith('"') else "…")  # keep a quoted value quoted
 
 
 def _write(w: Any, i: int) -> GuestWrite:
