@@ -355,8 +355,8 @@ def format_result(res: Result) -> str:
     head = f"{res.where:5} {res.spec}"
     if res.identical:
         if res.refused:
-            msg = res.real["error"].replace("qemu exited: ", "").strip().splitlines()
-            return f"{head}: identical (both refuse: {msg[-1] if msg else ''})"
+            # QEMU's message and hint, as the emulation words them on one line
+            return f"{head}: identical (both refuse: {res.emulated.get('error') or res.real['error']})"
         return f"{head}: identical"
     return _with_diffs(head, res.diffs)
 
