@@ -44,8 +44,8 @@ ROOT_MODULES = (
     "virtio_balloon", "virtio_console", "virtio_input",
 )
 
-INSTALL_QEMU = ("QEMU is not installed: install it with "
-                "`sudo apt-get install qemu-system-x86` (Debian/Ubuntu)")
+INSTALL_QEMU = ("qemu-system-x86_64 not found: install it with "
+                "`apt-get install qemu-system-x86` (Debian/Ubuntu)")
 INSTALL_APT = ("the guest kit needs Debian's apt-get and dpkg-deb (to download "
                "linux-image-cloud-amd64 and busybox-static); run it on Debian 12 "
                "or a Debian-based image, after `apt-get update`")
