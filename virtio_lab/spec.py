@@ -415,6 +415,9 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
             typed[key] = last[key]
             continue
         prop = props.get(key)
+        if prop is None and key in ("help", "?"):  # QEMU prints the list and exits
+            raise VirtioLabError(f"{type_name},{key} asks QEMU for the options: "
+                                 f"python -m virtio_lab devices {type_name} lists them")
         if prop is None:
             raise VirtioLabError(f"Property '{type_name}.{key}' not found")
         _check_writable(type_name, key)
