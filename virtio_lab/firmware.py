@@ -163,10 +163,7 @@ def device_slot(trace) -> tuple[int, int, int]:
     """
     from .errors import VirtioLabError
     m = trace.machine
-    bus = 1 if m.root_port else 0
-    if m.devfn < 0:
-        return bus, 0 if m.root_port else 3, 0
-    slot, fn = m.devfn >> 3, m.devfn & 7
+    bus, slot, fn = m.bus_number, m.slot_devfn >> 3, m.slot_devfn & 7
     if m.root_port and slot:
         raise VirtioLabError(f"{m.bdf}: behind a pcie-root-port the guest scans slot 0 only "
                              f"(a downstream port has a single device)")

@@ -17,6 +17,9 @@ __all__ = ["Machine", "Trace", "plug", "MACHINES", "StepError"]
 
 MACHINES = ("pc", "q35")
 
+#: Each machine's host bridge and its root bus (the bus ``bus=`` names, and its QOM path).
+ROOT_BUS = {"pc": ("i440FX-pcihost", "pci.0"), "q35": ("q35-pcihost", "pcie.0")}
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -37,29 +40,39 @@ class Machine:
                                  "with --root-port")
 
     @property
+    def bus_number(self) -> int:
+        return 1 if self.root_port else 0
+
+    @property
+    def slot_devfn(self) -> int:
+        """The devfn the device takes: ``addr=``'s, else slot 3 (slot 0 behind the port)."""
+        return self.devfn if self.devfn >= 0 else (0 if self.root_port else 3 << 3)
+
+    @property
     def bdf(self) -> str:
-        devfn = self.devfn if self.devfn >= 0 else (0 if self.root_port else 3 << 3)
-        return f"{1 if self.root_port else 0:02x}:{devfn >> 3:02x}.{devfn & 7:x}"
+        devfn = self.slot_devfn
+        return f"{self.bus_number:02x}:{devfn >> 3:02x}.{devfn & 7:x}"
 
     @property
     def bus_id(self) -> str:
         """The name ``bus=`` gives the device's bus: the root bus, or the root port's ``rp0``."""
-        return "rp0" if self.root_port else ("pcie.0" if self.name == "q35" else "pci.0")
+        return "rp0" if self.root_port else ROOT_BUS[self.name][1]
 
     def check_bus(self, value: str) -> None:
         """``bus=`` as qdev_device_add resolves it (qdev-monitor.c: qbus_find): the bus's
         id, or its absolute QOM path, a trailing ``/`` allowed; anything else is QEMU's
         "Bus '...' not found"."""
-        host = {"pc": "/i440FX-pcihost/pci.0", "q35": "/q35-pcihost/pcie.0"}[self.name]
+        host, root = ROOT_BUS[self.name]
+        root_path = f"/{host}/{root}"
         name = value.rstrip("/") if value.strip("/") else value
-        if name == self.bus_id or (name == host and not self.root_port):
+        if name == self.bus_id or (name == root_path and not self.root_port):
             return
-        if self.root_port and name in ("pcie.0", "/q35-pcihost/pcie.0"):
+        if self.root_port and name in (root, root_path):
             raise VirtioLabError(f"bus={value} puts the device on the root bus, not behind the "
                                  f"root port: drop bus= (or --root-port)")
         if name.startswith("/"):
             first = name[1:].split("/", 1)[0]
-            raise VirtioLabError(f"Device '{first}' not found" if first != host.split("/")[1]
+            raise VirtioLabError(f"Device '{first}' not found" if first != host
                                  else f"Bus '{name}' not found")
         raise VirtioLabError(f"Bus '{name}' not found")
 
@@ -80,8 +93,8 @@ class Machine:
     @property
     def bus_path(self) -> str:
         if self.root_port:
-            return "pcie.0/pcie-root-port@02.0/rp0"
-        return "pcie.0" if self.name == "q35" else "pci.0"
+            return f"{ROOT_BUS[self.name][1]}/pcie-root-port@02.0/{self.bus_id}"
+        return self.bus_id
 
     @property
     def pcie_port(self) -> bool:
