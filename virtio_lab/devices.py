@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import VirtioLabError
-from .spec import DeviceSpec
+from .spec import DeviceSpec, unknown_model
 
 __all__ = ["DeviceModel", "MODELS", "model_for", "supported_types", "Features"]
 
@@ -738,6 +738,5 @@ def supported_types() -> dict[str, TypeInfo]:
 def model_for(type_name: str) -> TypeInfo:
     types = supported_types()
     if type_name not in types:
-        raise VirtioLabError(f"'{type_name}' is not a valid device model name; "
-                             f"choose one of: {', '.join(sorted(types))}")
+        raise unknown_model(type_name, sorted(types))
     return types[type_name]

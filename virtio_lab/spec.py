@@ -371,12 +371,13 @@ def parse_devfn(type_name: str, key: str, text: str) -> int:
     return slot << 3 | fn
 
 
-def _suggest(type_name: str, known: tuple[str, ...]) -> str:
-    """The hint after an unknown type: the nearest names, else where the list is."""
+def unknown_model(type_name: str, known) -> VirtioLabError:
+    """QEMU's refusal of an unknown ``-device`` type, with the nearest name (or the list) as hint."""
+    known = tuple(known)
     close = difflib.get_close_matches(type_name, known, n=1, cutoff=0.75)
-    if close:
-        return f"did you mean {' or '.join(close)}?"
-    return "python -m virtio_lab devices lists the models; choose one of: " + ", ".join(known)
+    hint = (f"did you mean {close[0]}?" if close else
+            "python -m virtio_lab devices lists the models; choose one of: " + ", ".join(known))
+    return VirtioLabError(f"'{type_name}' is not a valid device model name", hint)
 
 
 def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
@@ -396,7 +397,7 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         if type_properties(type_name) and supported is not None:
             raise VirtioLabError(f"'{type_name}' needs a host backend that virtio_lab does not "
                                  f"model; choose one of: {', '.join(known)}")
-        raise VirtioLabError(f"'{type_name}' is not a valid device model name", _suggest(type_name, known))
+        raise unknown_model(type_name, known)
     props = type_properties(type_name)
     raw: list[tuple[str, str]] = []
     for part in parts[1:]:

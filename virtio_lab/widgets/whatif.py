@@ -8,7 +8,7 @@ from ..devices import supported_types
 from ..diff import diff
 from ..errors import VirtioLabError
 from ..plug import Machine, plug
-from ..spec import type_properties
+from ..spec import type_properties, unknown_model
 from ..views import bar_map_html, chain_html, hex_grid_html
 from ..views._common import esc, style_tag
 from ..views.diffview import diff_html
@@ -33,8 +33,7 @@ class WhatIf(w.VBox):
         Machine(machine, bool(root_port) and machine == "q35")  # one line for a machine typo
         type_name, _, opts = spec.strip().partition(",")
         if type_name not in supported_types():
-            raise VirtioLabError(f"'{type_name}' is not a valid device model name; choose one of: "
-                                 f"{', '.join(sorted(supported_types()))}")
+            raise unknown_model(type_name, sorted(supported_types()))
         self.type = w.Dropdown(options=sorted(supported_types()), value=type_name, description="device")
         self.machine = w.Dropdown(options=["pc", "q35"], value=machine, description="machine")
         self.root_port = w.Checkbox(value=root_port, description="behind a pcie-root-port (q35)")
