@@ -32,19 +32,15 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .devices import MODELS, supported_types
+    from .devices import MODELS, model_for, supported_types
     from .spec import type_properties
-    models = list(MODELS.values())
-    if args.model:
-        from .spec import parse_spec
-        type_name = parse_spec(args.model, tuple(supported_types())).type  # one line if unknown
-        base = supported_types()[type_name].model.name
-        models = [m for m in models if m.name == base]
-        args.verbose = True
+    # one model (any of its type names) with its options, or every model
+    models = [model_for(args.model.strip()).model] if args.model else list(MODELS.values())
+    verbose = args.verbose or bool(args.model)
     if args.json:
         out = {}
         for name, info in sorted(supported_types().items()):
-            if args.model and info.model.name != models[0].name:
+            if info.model not in models:
                 continue
             out[name] = {"virtio_id": info.model.virtio_id, "summary": info.model.summary,
                          "variant": info.variant,
@@ -57,7 +53,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         names = [m.name] + ([f"{m.name}-transitional", f"{m.name}-non-transitional"] if m.variants else [])
         print(f"{m.name:22} virtio id {m.virtio_id:2}  {m.summary}"
               + ("  [modern only]" if m.forced_modern else ""))
-        if args.verbose:
+        if verbose:
             if len(names) > 1:
                 print(f"{'':22} also: {', '.join(names[1:])}")
             for p in type_properties(m.name).values():
@@ -65,7 +61,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
                     continue
                 default = "" if p.default is None else f" (default {p.default})"
                 print(f"{'':24}{p.name}=<{p.type}>{default}")
-    if not args.verbose:
+    if not verbose:
         print("\n(devices MODEL lists one model's options, -v every model's; --json prints JSON)")
     return 0
 
