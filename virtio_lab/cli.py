@@ -149,19 +149,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .plug import Machine
-    from .report import write_report
+    from .report import report_trace, write_report
     Machine(args.machine, args.root_port)
+    trace = report_trace(args.spec, args.machine, args.root_port)
     try:
-        path = write_report(args.spec, args.output, args.machine, args.root_port)
+        path = write_report(trace, args.output)
     except OSError as err:
         raise VirtioLabError(f"cannot write the report to {args.output}: "
                              f"{err.strerror or err}") from None
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB): open it in any browser, no network needed")
-    try:
-        from .plug import plug
-        plug(args.spec, args.machine, args.root_port)
-    except VirtioLabError as err:  # the report still shows the steps up to QEMU's refusal
-        print(f"note: QEMU refuses this device ({err}); the report steps up to the refusal",
+    if trace.error:  # the report still shows the steps up to QEMU's refusal
+        print(f"note: QEMU refuses this device ({trace.error}); the report steps up to the refusal",
               file=sys.stderr)
     return 0
 
