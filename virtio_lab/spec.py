@@ -334,7 +334,7 @@ def qdict_order(keys: list[str]) -> list[str]:
 
 #: How ``-device TYPE,help`` describes the PCI address property (qdev_prop_pci_devfn).
 _DEVFN_HELP = "Slot and optional function number"
-_DEVFN = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:0[xX])?[0-9a-fA-F]*")
+_HEX = re.compile(r"[ \t\n\v\f\r]*(?P<sign>[+-]?)(?P<prefix>0[xX])?(?P<digits>[0-9a-fA-F]*)")
 
 
 def _scan_hex(text: str) -> tuple[int | None, str]:
@@ -342,15 +342,11 @@ def _scan_hex(text: str) -> tuple[int | None, str]:
 
     Leading white space and a sign are taken; a ``0x`` prefix counts as read even with no
     digit after it (``addr=0x`` is slot 0, as real QEMU shows)."""
-    m = _DEVFN.match(text)
-    body = m.group(0).strip().lstrip("+-")
-    if not body:
+    m = _HEX.match(text)
+    if not m["prefix"] and not m["digits"]:
         return None, text
-    digits = body[2:] if body[:2].lower() == "0x" else body
-    value = int(digits or "0", 16)
-    if m.group(0).strip().startswith("-"):
-        value = -value % 2**64
-    return value, text[m.end():]
+    value = int(m["digits"] or "0", 16)
+    return (-value % 2**64 if m["sign"] == "-" else value), text[m.end():]
 
 
 def parse_devfn(type_name: str, key: str, text: str) -> int:
