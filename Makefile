@@ -55,10 +55,10 @@ bench: $(TEST_STAMP)
 # A real Linux guest (Debian's 6.1 cloud kernel + busybox) for crosscheck --guest;
 # stdlib only, into the ignored .guest-kit/ (needs apt-get download and qemu-system-x86).
 guest-kit:
-	$(PYTHON) -m virtio_lab.guest_kit build .guest-kit
+	$(PYTHON) -m virtio_lab.live.guest_kit build .guest-kit
 
 guest-captures: guest-kit
-	$(PYTHON) -m virtio_lab.guest regen --out tests/data/guest --jobs 2
+	$(PYTHON) -m virtio_lab.live.guest regen --out tests/data/guest --jobs 2
 
 fidelity: $(LAB_STAMP)
 	$(BIN)/python -m pytest -q -o addopts= tests/test_fidelity.py

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from virtio_lab.devices import MODELS  # noqa: E402
+from virtio_lab.hw.devices import MODELS  # noqa: E402
 from virtio_lab.errors import VirtioLabError  # noqa: E402
-from virtio_lab.plug import plug  # noqa: E402
-from virtio_lab.spec import type_properties  # noqa: E402
+from virtio_lab.hw.plug import plug  # noqa: E402
+from virtio_lab.hw.spec import type_properties  # noqa: E402
 
 #: the backend each model needs before QEMU will realize it (virtio_lab models these names)
 BACKENDS = {"drive": "drive=d0", "fsdev": "fsdev=fs0,mount_tag=share",
@@ -88,7 +88,7 @@ def import_core() -> float:
 
 
 def import_core_and_plug() -> float:
-    return _import_time("virtio_lab.plug")
+    return _import_time("virtio_lab.hw.plug")
 
 
 def import_widgets() -> float | dict:
@@ -135,7 +135,7 @@ def trace_memory() -> dict:
 # ------------------------------------------------------------------ real QEMU
 def qemu_ratio() -> dict:
     """The fastest real-QEMU read of the 256 bytes vs our plug, both measured now."""
-    from virtio_lab.qemu import fastest_config_read
+    from virtio_lab.live.qemu import fastest_config_read
     qemu = []
     for _ in range(5):
         t = time.perf_counter()
@@ -164,7 +164,7 @@ BENCHMARKS = [
     ("plug virtio-net-pci (q35 + root port)", 0.5e-3, lambda: plug("virtio-net-pci", "q35", True)),
     ("sweep: 1,000 option combinations", 1.0, sweep),
     ("import virtio_lab (fresh process)", 0.150, import_core),
-    ("import virtio_lab.plug (fresh process)", 0.150, import_core_and_plug),
+    ("import virtio_lab.hw.plug (fresh process)", 0.150, import_core_and_plug),
     ("full trace + all snapshots, memory", None, trace_memory),
 ]
 if (ROOT / "virtio_lab" / "widgets" / "__init__.py").exists():

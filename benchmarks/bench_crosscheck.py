@@ -16,10 +16,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from virtio_lab import qemu
-from virtio_lab.crosscheck import crosscheck, crosscheck_many, sweep_cases
-from virtio_lab.devices import supported_types
-from virtio_lab.dump import dump
+from virtio_lab.live import qemu
+from virtio_lab.live.crosscheck import crosscheck, crosscheck_many, sweep_cases
+from virtio_lab.hw.devices import supported_types
+from virtio_lab.text.dump import dump
 
 SPEC, MACHINE, ROOT_PORT = "virtio-net-pci", "q35", True
 WHERE = "virtio-net-pci on q35 behind a root port"
@@ -65,8 +65,8 @@ def probe_ratio() -> dict:
 
 def guest_ratio() -> dict:
     """A real Linux guest boot over ``virtio_lab.probe`` (the emulated firmware + driver)."""
-    from virtio_lab import guest
-    from virtio_lab.probe import probe
+    from virtio_lab.live import guest
+    from virtio_lab.guest.probe import probe
     t0 = time.perf_counter()
     guest.capture("virtio-net-pci", "pc", False)
     boot = time.perf_counter() - t0
@@ -84,7 +84,7 @@ def _have_qemu() -> bool:
 
 
 def _have_kit() -> bool:
-    from virtio_lab.guest_kit import KitError, load_kit
+    from virtio_lab.live.guest_kit import KitError, load_kit
     try:
         load_kit()
         return True

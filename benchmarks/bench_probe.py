@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from virtio_lab.guest_access import GuestDevice  # noqa: E402
-from virtio_lab.probe import probe  # noqa: E402
+from virtio_lab.hw.guest_access import GuestDevice  # noqa: E402
+from virtio_lab.guest.probe import probe  # noqa: E402
 
 CASES = [(p.stem, p) for p in sorted((ROOT / "tests" / "data" / "guest").glob("*.json"))]
 

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from virtio_lab.plug import plug  # noqa: E402
-from virtio_lab.report import report_html  # noqa: E402
+from virtio_lab.hw.plug import plug  # noqa: E402
+from virtio_lab.views.report import report_html  # noqa: E402
 from virtio_lab.views import hex_grid_html, step_html  # noqa: E402
 from virtio_lab.views._common import labels_for  # noqa: E402
 from virtio_lab.views.hexgrid import _cells  # noqa: E402

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from virtio_lab.plug import plug  # noqa: E402
-from virtio_lab.report import report_html  # noqa: E402
+from virtio_lab.views.report import report_html  # noqa: E402
 from virtio_lab.views import bar_map_html, chain_html, hex_grid_html  # noqa: E402
 
 LIGHT = "background:#fff;color:#111"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from virtio_lab.qemu import qemu_unavailable
+from virtio_lab.live.qemu import qemu_unavailable
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Re-probe stored real-QEMU cases with virtio_lab.qemu and compare field by field.
+"""Re-probe stored real-QEMU cases with virtio_lab.live.qemu and compare field by field.
 
 usage: python tests/qemu_vs_cases.py CASE_DIR [CASE_DIR...] [-j N] [--verbose]
 
@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from virtio_lab import qemu  # noqa: E402
+from virtio_lab.live import qemu  # noqa: E402
 
 
 def strip_noise(text):

@@ -17,13 +17,14 @@ from typing import Any, Callable
 import pytest
 
 from virtio_lab import cli
-from virtio_lab.access import ConfigAccess
+from virtio_lab.pci.access import ConfigAccess
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.exercises import check
-from virtio_lab.explain import explain
-from virtio_lab.lspci import lspci_text
-from virtio_lab.plug import Machine, plug
-from virtio_lab.session import FORMAT, Session, loads
+from virtio_lab.course.exercises import check
+from virtio_lab.text.explain import explain
+from virtio_lab.text.lspci import lspci_text
+from virtio_lab.hw.machine import Machine
+from virtio_lab.hw.plug import plug
+from virtio_lab.course.session import FORMAT, Session, loads
 from virtio_lab.views import chain_html, hex_grid_html, step_html
 from virtio_lab.views.crosscheck import crosscheck_html
 
@@ -32,7 +33,7 @@ NET = plug("virtio-net-pci")
 
 def _guest():
     """A device as a real guest left it (probe(): SeaBIOS and Linux have driven it)."""
-    from virtio_lab.probe import probe
+    from virtio_lab.guest.probe import probe
     return probe("virtio-net-pci").device
 DATA = Path(__file__).parent / "data"  # (not from conftest: tests/browser has a conftest too)
 

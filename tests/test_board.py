@@ -1,4 +1,4 @@
-"""virtio_lab.board: one table of the board's own functions for the plug and the firmware.
+"""virtio_lab.hw.board: one table of the board's own functions for the plug and the firmware.
 
 Which functions a guest scans: a function 1-7 only where function 0 answers. The real-guest
 captures tests/data/guest-probe/pc__virtio-rng-pci__addr-1.2.json and
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from virtio_lab.board import BOARD, multifunction_slot
+from virtio_lab.hw.board import BOARD, multifunction_slot
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.firmware import PLATFORM, device_slot
-from virtio_lab.plug import Machine, plug
-from virtio_lab.probe import probe
+from virtio_lab.guest.firmware import PLATFORM, device_slot
+from virtio_lab.hw.machine import Machine
+from virtio_lab.hw.plug import plug
+from virtio_lab.guest.probe import probe
 
 
 def test_firmware_and_plug_read_the_same_table():

@@ -34,8 +34,8 @@ from conftest import DATA, NO_QEMU, needs_qemu
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from virtio_lab import qemu
-from virtio_lab.crosscheck import (
+from virtio_lab.live import qemu
+from virtio_lab.live.crosscheck import (
     GUEST_CASES,
     MACHINES,
     GuestResult,
@@ -50,11 +50,11 @@ from virtio_lab.crosscheck import (
     sweep_cases,
     with_backend,
 )
-from virtio_lab.compare import refusal
-from virtio_lab.devices import supported_types
-from virtio_lab.dump import dump
-from virtio_lab.guest_kit import KitError, load_kit
-from virtio_lab.spec import type_properties
+from virtio_lab.text.compare import refusal
+from virtio_lab.hw.devices import supported_types
+from virtio_lab.text.dump import dump
+from virtio_lab.live.guest_kit import KitError, load_kit
+from virtio_lab.hw.spec import type_properties
 from virtio_lab.views.crosscheck import CrossCheckView, crosscheck_html
 
 ROOT = Path(__file__).resolve().parent.parent

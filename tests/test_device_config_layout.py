@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from virtio_lab.layout import DEVICE_CONFIG_FIELDS, device_config_field
+from virtio_lab.hw.device_config import DEVICE_CONFIG_FIELDS, device_config_field
 
 CORPUS = Path(__file__).parent / "data" / "qemu-7.2-local"
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import virtio_lab
-from virtio_lab.diff import diff
+from virtio_lab.text.diff import diff
+from virtio_lab.views import diff_html
 
 
 def test_same_device_has_no_differences():
@@ -39,7 +40,7 @@ def test_features_are_named():
 def test_machine_change_and_html():
     d = diff("virtio-net-pci", "virtio-net-pci", machine="pc", machine_b="q35", root_port_b=True)
     assert any("added PCI Express" in c for c in d.caps)
-    page = d._repr_html_()
+    page = diff_html(d)
     assert "PCI Express" in page and "<h4>capabilities" in page
 
 
@@ -47,7 +48,7 @@ def test_traces_and_refusals():
     a = virtio_lab.plug("virtio-rng-pci")
     d = diff(a, "virtio-rng-pci,romfile=<b>x</b>")
     assert d.errors[1] and "romfile" in d.errors[1]
-    assert "<b>x</b>" not in d._repr_html_()
+    assert "<b>x</b>" not in diff_html(d)
 
 
 def test_cli_diff():
@@ -58,3 +59,19 @@ def test_cli_diff():
     r = subprocess.run([sys.executable, "-m", "virtio_lab", "diff", "virtio-net-pci", "virtio-net-pci"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "no differences" in r.stdout
+
+
+def test_jupyter_shows_a_diff_and_a_probe_as_html():
+    """The layers know no screen: importing virtio_lab tells a running IPython which view
+    draws a Diff or a ProbeResult (by type name), and nothing is rendered before it is shown."""
+    code = ("from IPython.core.interactiveshell import InteractiveShell; import sys; "
+            "shell = InteractiveShell.instance(); import virtio_lab; "
+            "assert 'virtio_lab.views' not in sys.modules; "
+            "fmt = shell.display_formatter.format; "
+            "d = fmt(virtio_lab.diff('virtio-net-pci', 'virtio-net-pci,vectors=2'))[0]; "
+            "p = fmt(virtio_lab.probe('virtio-rng-pci'))[0]; "
+            "assert 'vl-diff' in d['text/html'] and 'MSI-X' in d['text/html'], d; "
+            "assert 'DRIVER_OK' in p['text/html'] and '<table>' in p['text/html'], p; "
+            "print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "ok", res.stderr

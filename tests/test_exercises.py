@@ -8,7 +8,7 @@ traceback.
 import pytest
 
 from virtio_lab import exercises as ex
-from virtio_lab.exercises import EXERCISES, NOTEBOOKS, check, given, hint, solution
+from virtio_lab.course.exercises import EXERCISES, NOTEBOOKS, check, given, hint, solution
 
 
 def right(name):

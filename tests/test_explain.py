@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from conftest import load_cases
 from virtio_lab import plug
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.explain import explain, parse_dump, render
-from virtio_lab.lspci import describe, device_config, hexdump
+from virtio_lab.text.explain import explain, parse_dump, render
+from virtio_lab.text.lspci import describe, device_config, hexdump
 
 SHARED = [c for c in load_cases("qemu-7.2") if "config" in c]
 LOCAL = [c for c in load_cases("qemu-7.2-local") if "config" in c]

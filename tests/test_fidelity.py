@@ -1,14 +1,14 @@
 """The emulation against real QEMU 7.2: every captured case, byte for byte.
 
 tests/data/qemu-7.2 holds the shared oracle's cases; tests/data/qemu-7.2-local the
-wider corpus this project captured from Debian's QEMU 7.2 with virtio_lab.qemu.
+wider corpus this project captured from Debian's QEMU 7.2 with virtio_lab.live.qemu.
 """
 
 import pytest
 
 from conftest import load_cases
-from virtio_lab.compare import compare_dumps
-from virtio_lab.dump import dump
+from virtio_lab.text.compare import compare_dumps
+from virtio_lab.text.dump import dump
 
 CASES = load_cases("qemu-7.2") + load_cases("qemu-7.2-local")
 

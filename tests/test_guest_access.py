@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from virtio_lab import regs
-from virtio_lab.guest_access import GuestDevice
-from virtio_lab.plug import Trace
-from virtio_lab.probe import boot, probe
+from virtio_lab.hw.guest_access import GuestDevice
+from virtio_lab.hw.plug import Trace
+from virtio_lab.guest.probe import boot, probe
 
 SPECS = (("virtio-net-pci", "pc", False), ("virtio-blk-pci", "q35", True),
          ("virtio-net-pci,disable-modern=on", "pc", False), ("virtio-scsi-pci", "q35", False),

@@ -1,4 +1,4 @@
-"""The guest kit and the real-guest capture (virtio_lab.guest_kit, virtio_lab.guest).
+"""The guest kit and the real-guest capture (virtio_lab.live.guest_kit, virtio_lab.live.guest).
 
 Offline tests check the cpio writer, the console parser and the stored
 captures' internal consistency.  The boot test needs QEMU and a built kit
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from virtio_lab import guest, guest_kit
+from virtio_lab.live import guest, guest_kit
 
 DATA = Path(__file__).parent / "data" / "guest"
 CAPTURES = sorted(DATA.glob("*.json"))
@@ -105,7 +105,7 @@ REQUIRED = ["pc__virtio-net-pci", "pc__virtio-blk-pci", "pc__virtio-scsi-pci",
 
 @pytest.mark.parametrize("name", REQUIRED)
 def test_required_capture_present(name):
-    assert (DATA / f"{name}.json").exists(), f"regenerate: python -m virtio_lab.guest regen"
+    assert (DATA / f"{name}.json").exists(), f"regenerate: python -m virtio_lab.live.guest regen"
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])

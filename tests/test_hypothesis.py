@@ -24,13 +24,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from virtio_lab.access import ConfigAccess
-from virtio_lab.capability import walk_capabilities, walk_ext_capabilities
-from virtio_lab.devices import supported_types
+from virtio_lab.pci.access import ConfigAccess
+from virtio_lab.pci.capability import walk_capabilities, walk_ext_capabilities
+from virtio_lab.hw.devices import supported_types
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.explain import explain, render
-from virtio_lab.plug import plug
-from virtio_lab.spec import type_properties
+from virtio_lab.text.explain import explain, render
+from virtio_lab.hw.plug import plug
+from virtio_lab.hw.spec import type_properties
 from virtio_lab.views import (bar_map_html, chain_html, event_list_html, hex_grid_html, step_html,
                               tree_html)
 
@@ -223,10 +223,11 @@ def test_hostile_ids_and_serials_are_escaped_in_every_view(payload):
 @settings(max_examples=25, **SETTINGS)
 @given(hostile)
 def test_hostile_refusals_and_answers_are_escaped(payload):
-    from virtio_lab.diff import diff
-    from virtio_lab.exercises import check
+    from virtio_lab.text.diff import diff
+    from virtio_lab.views import diff_html
+    from virtio_lab.course.exercises import check
     d = diff("virtio-net-pci", f"virtio-net-pci,id={payload.replace(',', ',,')},vectors=3")
-    assert not _raw_tags(d._repr_html_(), payload)
+    assert not _raw_tags(diff_html(d), payload)
     fb = check("cap-chain-offsets", payload)
     assert not _raw_tags(fb._repr_html_(), payload)
     fb = check(payload, [1])
@@ -246,7 +247,7 @@ def test_whatif_status_escapes_a_hostile_refusal():
 
 
 def test_report_escapes_hostile_ids():
-    from virtio_lab.report import report_html
+    from virtio_lab.views.report import report_html
     html = report_html("virtio-net-pci,id=<img src=x onerror=alert(1)>")
     assert not re.search(r"<img src=x onerror", html)
     assert "&lt;img src=x onerror" in html

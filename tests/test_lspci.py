@@ -23,7 +23,7 @@ import pytest
 from conftest import load_cases
 from virtio_lab import plug
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.lspci import describe, device_config, format_size, header_line, hexdump, lspci_text, trace_bar_info
+from virtio_lab.text.lspci import describe, device_config, format_size, header_line, hexdump, lspci_text, trace_bar_info
 
 LSPCI = shutil.which("lspci")
 #: names from pci.ids only: with udev's hwdb installed lspci would prefer it (and it names

@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from virtio_lab.exercises import EXERCISES, NOTEBOOKS
+from virtio_lab.course.exercises import EXERCISES, NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from virtio_lab import regs
-from virtio_lab.probe import probe
+from virtio_lab.guest.probe import probe
 
 
 def _caller_of_map_pcirom(r) -> list[str]:

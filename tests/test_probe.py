@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from virtio_lab.guest import COMPARED_FIELDS
-from virtio_lab.probe import ProbeResult, probe, probe_json
+from virtio_lab.live.guest import COMPARED_FIELDS
+from virtio_lab.guest.probe import ProbeResult, probe, probe_json
 
 GUEST = Path(__file__).parent / "data" / "guest"
 #: more real-guest captures of cases the probe was not built from (same kit, same fields)
@@ -117,7 +117,7 @@ def test_status_sequence_is_ack_driver_features_ok_driver_ok(results):
 
 
 def test_probe_json_and_trace_input():
-    from virtio_lab.plug import plug
+    from virtio_lab.hw.plug import plug
     t = plug("virtio-rng-pci", "q35", True)
     assert probe(t).to_json() == probe_json("virtio-rng-pci", "q35", True)
 
@@ -179,8 +179,9 @@ def test_root_port_windows(path, results):
     assert windows == real
 
 
-def test_repr_html_without_heavy_imports():
-    code = ("import sys, virtio_lab; r = virtio_lab.probe('virtio-rng-pci'); h = r._repr_html_(); "
+def test_html_without_heavy_imports():
+    code = ("import sys, virtio_lab; from virtio_lab.views.probeview import probe_html; "
+            "r = virtio_lab.probe('virtio-rng-pci'); h = probe_html(r); "
             "assert 'ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK' in h and '<table>' in h; "
             "print(sorted(m for m in ('pandas', 'matplotlib', 'ipywidgets') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -191,9 +192,9 @@ def test_repr_html_without_heavy_imports():
 def test_firmware_moves_64bit_bars_above_4g_when_32bit_space_runs_out():
     """pci_bios_map_devices: if the 32-bit window cannot hold everything, the 64-bit BARs go
     above 4 GiB (1 GiB aligned, RAM ends below 4 GiB here) and the rest is placed again."""
-    from virtio_lab.firmware import MEM, PREFMEM, Entry, Placement, _insert, _map
-    from virtio_lab.guest_access import GuestDevice
-    from virtio_lab.plug import plug
+    from virtio_lab.guest.firmware import MEM, PREFMEM, Entry, Placement, _insert, _map
+    from virtio_lab.hw.guest_access import GuestDevice
+    from virtio_lab.hw.plug import plug
     dev = GuestDevice(plug("virtio-rng-pci"), record=False)
     lists = {0: ([], [], []), 1: ([], [], [])}
     big = Entry("00:05.0", 0, 4 << 30, 4 << 30, PREFMEM, True)  # a 4 GiB 64-bit prefetchable BAR

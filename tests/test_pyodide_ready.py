@@ -45,10 +45,10 @@ os.fork = _refuse
 LESSON = """
 import virtio_lab
 from virtio_lab import plug
-from virtio_lab.devices import supported_types
-from virtio_lab.report import report_html
+from virtio_lab.hw.devices import supported_types
+from virtio_lab.views.report import report_html
 from virtio_lab.views import bar_map_html, chain_html, event_list_html, hex_grid_html, tree_html
-from virtio_lab.lspci import lspci_text
+from virtio_lab.text.lspci import lspci_text
 
 BACKEND = {"virtio-blk": "drive=d0", "virtio-9p": "fsdev=fs0,mount_tag=share", "virtio-crypto": "cryptodev=cr0",
            "virtio-mem": "memdev=mem0", "virtio-pmem": "memdev=mem0"}

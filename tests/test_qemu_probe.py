@@ -1,4 +1,4 @@
-"""virtio_lab.qemu against stored real-QEMU cases (needs qemu-system-x86_64).
+"""virtio_lab.live.qemu against stored real-QEMU cases (needs qemu-system-x86_64).
 
 The probe must give back, field for field, what the oracle captured from
 QEMU 7.2: every case below is re-plugged into the local QEMU and compared.
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from virtio_lab import qemu
+from virtio_lab.live import qemu
 
 from conftest import DATA, needs_qemu
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import virtio_lab
-from virtio_lab.report import report_html
+from virtio_lab.views.report import report_html
 
 
 def test_every_step_prerendered_and_offline():

@@ -6,8 +6,8 @@ import pickle
 import pytest
 
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.plug import plug
-from virtio_lab.session import FORMAT, VERSION, Session, dumps, load, loads, save
+from virtio_lab.hw.plug import plug
+from virtio_lab.course.session import FORMAT, VERSION, Session, dumps, load, loads, save
 
 
 def test_round_trip_through_a_file(tmp_path):

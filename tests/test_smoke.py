@@ -65,7 +65,7 @@ def test_plug_narrates_qemu_path_in_order():
 
 
 def test_import_is_light():
-    code = ("import sys, virtio_lab, virtio_lab.plug, virtio_lab.dump; "
+    code = ("import sys, virtio_lab, virtio_lab.hw.plug, virtio_lab.text.dump; "
             "print([m for m in ('ipywidgets', 'matplotlib', 'pandas', 'traitlets') if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]"

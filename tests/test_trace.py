@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from virtio_lab.errors import VirtioLabError
-from virtio_lab.plug import plug
-from virtio_lab.virtio_pci import PlugError
+from virtio_lab.hw.plug import plug
+from virtio_lab.hw.virtio_pci import PlugError
 
 
 def test_events_are_frozen():

@@ -15,8 +15,8 @@ from conftest import load_cases
 import virtio_lab
 from virtio_lab.views import (BarMap, CapChain, DeviceTree, HexGrid, StepView, bar_map_html, chain_html,
                               hex_grid_html, step_html)
-from virtio_lab.checks import check_bars, check_config, check_state
-from virtio_lab.state import Bar, Region
+from virtio_lab.pci.checks import check_bars, check_config, check_state
+from virtio_lab.pci.bar import Bar, Region
 
 CASES = [c for c in load_cases("qemu-7.2") if "error" not in c]
 TD = re.compile(r'<td([^>]*)data-off="(\d+)"([^>]*)>')
@@ -206,7 +206,7 @@ def test_user_strings_are_escaped(spec):
 
 
 def test_import_views_stays_light():
-    code = ("import sys, virtio_lab.views, virtio_lab.diff, virtio_lab.report, virtio_lab.checks; "
+    code = ("import sys, virtio_lab.views, virtio_lab.text.diff, virtio_lab.views.report, virtio_lab.pci.checks; "
             "print([m for m in ('ipywidgets', 'matplotlib', 'pandas') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

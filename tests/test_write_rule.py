@@ -2,8 +2,8 @@
 
 from hypothesis import given, settings, strategies as st
 
-from virtio_lab.access import ConfigAccess
-from virtio_lab.plug import plug
+from virtio_lab.pci.access import ConfigAccess
+from virtio_lab.hw.plug import plug
 
 NET = plug("virtio-net-pci").final
 

@@ -32,8 +32,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .devices import MODELS, model_for, supported_types
-    from .spec import type_properties
+    from .hw.devices import MODELS, model_for, supported_types
+    from .hw.spec import type_properties
     # one model (any of its type names) with its options, or every model
     models = [model_for(args.model.strip()).model] if args.model else list(MODELS.values())
     verbose = args.verbose or bool(args.model)
@@ -67,8 +67,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_plug(args: argparse.Namespace) -> int:
-    from .plug import plug
-    from .virtio_pci import PlugError
+    from .hw.plug import plug
+    from .hw.virtio_pci import PlugError
     try:
         trace = plug(args.spec, args.machine, args.root_port)
     except PlugError as err:
@@ -77,14 +77,14 @@ def cmd_plug(args: argparse.Namespace) -> int:
         raise
     print(trace.narrate())
     if args.save:
-        from .session import Session, save
+        from .course.session import Session, save
         path = save(Session.of(trace), args.save)
         print(f"saved the session to {path} (python -m virtio_lab session {path} opens it)")
     return 0
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    from .session import load
+    from .course.session import load
     s = load(args.file)
     trace = s.trace()
     step = s.step % len(trace.events)
@@ -105,8 +105,8 @@ def cmd_session(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from .dump import dump
-    from .plug import Machine
+    from .hw.machine import Machine
+    from .text.dump import dump
     Machine(args.machine, args.root_port)  # machine errors are usage errors, not QEMU refusals
     out = dump(args.spec, args.machine, args.root_port)
     if args.json:
@@ -121,8 +121,8 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_lspci(args: argparse.Namespace) -> int:
-    from .lspci import lspci_text
-    from .plug import Machine
+    from .hw.machine import Machine
+    from .text.lspci import lspci_text
     Machine(args.machine, args.root_port)
     level = args.level if args.level else (None if args.verbose else 3)
     print(lspci_text(args.spec, args.machine, args.root_port, level, args.verbose), end="")
@@ -130,7 +130,7 @@ def cmd_lspci(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain, render
+    from .text.explain import explain, render
     if args.file == "-":
         text = sys.stdin.buffer.read()
     else:
@@ -148,8 +148,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .plug import Machine
-    from .report import report_trace, write_report
+    from .hw.machine import Machine
+    from .views.report import report_trace, write_report
     Machine(args.machine, args.root_port)
     trace = report_trace(args.spec, args.machine, args.root_port)
     try:
@@ -165,8 +165,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .diff import diff
-    from .plug import Machine
+    from .hw.machine import Machine
+    from .text.diff import diff
     Machine(args.machine, args.root_port)
     mb = args.machine_b or args.machine
     Machine(mb, args.root_port_b or (args.root_port and mb == args.machine))
@@ -191,7 +191,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
 
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
-    from .crosscheck import run_cli
+    from .live.crosscheck import run_cli
     return run_cli(args)
 
 
@@ -200,8 +200,8 @@ COMMANDS["crosscheck"] = ("plug SPEC into a local real QEMU and into the emulati
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .plug import Machine
-    from .probe import probe
+    from .guest.probe import probe
+    from .hw.machine import Machine
     Machine(args.machine, args.root_port)
     result = probe(args.spec, args.machine, args.root_port)
     print(json.dumps(result.to_json()) if args.json else result.narrate())
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("file", help="a session file saved by plug --save or Session.save")
             p.add_argument("--json", action="store_true", help="the session plus its config bytes")
         elif name == "crosscheck":
-            from .crosscheck import add_arguments
+            from .live.crosscheck import add_arguments
             add_arguments(p)
         else:
             _add_target(p)

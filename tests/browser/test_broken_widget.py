@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from virtio_lab.report import write_report
+from virtio_lab.views.report import write_report
 
 from .browser_kit import assert_readable, check_explorer, open_notebook, run_all, trace_for
 

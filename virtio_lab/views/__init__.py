@@ -1,6 +1,6 @@
 """Views: pure functions of a trace (or a state) that return HTML, and notebook objects.
 
-Every function takes ``(trace, step)`` or a :class:`~virtio_lab.state.PlugState` and
+Every function takes ``(trace, step)`` or a :class:`~virtio_lab.hw.state.PlugState` and
 returns an HTML string with inline CSS (no network, light and dark themes alike);
 the classes wrap them with ``_repr_html_``. Standard library only, except
 :class:`EventLog` (pandas) and :func:`draw_bar_map` (matplotlib), which import

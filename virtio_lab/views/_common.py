@@ -13,8 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import VirtioLabError
-from ..layout import Label, field_map
-from ..state import Facts, PlugState
+from ..hw.state import Facts, PlugState
+from ..pci.layout import Label, field_map
 
 esc = html.escape
 

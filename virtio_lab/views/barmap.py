@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import regs
-from ..capability import walk_capabilities
+from ..pci import regs
+from ..pci.capability import walk_capabilities
 from ._common import ROLE_TINT, esc, human_size, resolve, style_tag
 
 __all__ = ["bar_map_html", "BarMap", "draw_bar_map", "region_windows", "LEGACY_FIELDS"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import regs
-from ..capability import walk_capabilities, walk_ext_capabilities
+from ..pci import regs
+from ..pci.capability import walk_capabilities, walk_ext_capabilities
 from ._common import PALETTE, esc, newest_cap, resolve, style_tag
 
 __all__ = ["chain_html", "CapChain"]

@@ -2,10 +2,10 @@
 
     >>> from virtio_lab.views.crosscheck import crosscheck_html, CrossCheckView
     >>> crosscheck_html(stored_case)                       # doctest: +SKIP  (no QEMU needed)
-    >>> CrossCheckView(virtio_lab.crosscheck.crosscheck("virtio-net-pci"))   # doctest: +SKIP
+    >>> CrossCheckView(virtio_lab.live.crosscheck.crosscheck("virtio-net-pci"))   # doctest: +SKIP
 
-``source`` is a :class:`virtio_lab.crosscheck.Result` (a live run against QEMU), a
-:class:`virtio_lab.crosscheck.GuestResult` (a real Linux guest against
+``source`` is a :class:`virtio_lab.live.crosscheck.Result` (a live run against QEMU), a
+:class:`virtio_lab.live.crosscheck.GuestResult` (a real Linux guest against
 ``virtio_lab.probe``) or a real-QEMU case dict in the oracle schema
 (``tests/data/qemu-7.2*/*.json``); with a dict and no ``emulated`` the emulation is
 run for the case's spec and machine.
@@ -36,7 +36,7 @@ _GUEST_SIDES = ("virtio_lab.probe", "real guest", "a real Linux 6.1 guest")
 
 
 def _guest_fields_table(real: dict, emu: dict) -> str:
-    from ..guest import COMPARED_FIELDS
+    from ..live.guest import COMPARED_FIELDS
 
     def show(d: dict, k: str) -> str:
         v = d.get(k, "—")
@@ -76,15 +76,15 @@ def _split(source: Any, emulated: dict | None):
                              f"a real-QEMU case dict (tests/data/qemu-7.2*/*.json), not {what}")
     real = source
     if emulated is None:
-        from ..dump import dump
+        from ..text.dump import dump
         emulated = dump(real["device"], real.get("machine", "pc"), bool(real.get("root_port")))
-    from ..crosscheck import describe
+    from ..live.crosscheck import describe
     return real, emulated, describe(real, emulated)
 
 
 def _names(config: bytes):
     try:
-        from ..layout import field_map
+        from ..pci.layout import field_map
         return field_map(config)
     except Exception:
         return None
@@ -166,7 +166,7 @@ def crosscheck_html(source: Any, emulated: dict | None = None, *, css: bool = Tr
     hovering a byte names its field.  ``all_rows`` also shows extended-space rows that are
     00/ff on both sides.  Any other ``source`` raises
     :class:`~virtio_lab.errors.VirtioLabError` in one line saying what to pass."""
-    from ..crosscheck import machine_label
+    from ..live.crosscheck import machine_label
     real, emu, diffs = _split(source, emulated)
     guest = hasattr(source, "guest")
     sides = _GUEST_SIDES if guest else _QEMU_SIDES

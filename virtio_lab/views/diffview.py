@@ -1,4 +1,4 @@
-"""HTML for :class:`virtio_lab.diff.Diff`: each section a list, every difference named."""
+"""HTML for :class:`virtio_lab.text.diff.Diff`: each section a list, every difference named."""
 
 from __future__ import annotations
 

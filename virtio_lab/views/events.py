@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._common import esc, style_tag
 
 __all__ = ["writes_text", "event_list_html", "EventLog", "call_stack"]

@@ -9,13 +9,12 @@ space (to 4 KiB) when the device has one, with runs of untouched zero rows folde
 from __future__ import annotations
 
 import re
-
 from functools import lru_cache
 from typing import Any, Iterable
 
-from ..capability import walk_capabilities, walk_ext_capabilities
 from ..errors import VirtioLabError
-from ..layout import Label
+from ..pci.capability import walk_capabilities, walk_ext_capabilities
+from ..pci.layout import Label
 from ._common import PALETTE, esc, labels_for, resolve, structure_family, style_tag
 
 __all__ = ["hex_grid_html", "HexGrid", "RADIXES", "selection_offsets"]
@@ -144,7 +143,7 @@ def hex_grid_html(source: Any, step: int | None = None, *, radix: str = "hex", s
     """Render config space as an HTML table.
 
     ``source`` is a trace (then ``step`` picks the event; default the last) or a
-    :class:`~virtio_lab.state.PlugState`. ``written`` overrides the highlighted
+    :class:`~virtio_lab.hw.state.PlugState`. ``written`` overrides the highlighted
     offsets (default: every config byte the step's writes touched). ``extended``
     shows 0x100..0xfff (default: when the device has a 4 KiB config space).
     """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checks import check_state
+from ..pci.checks import check_state
 from ._common import esc, style_tag
 from .barmap import bar_map_html
 from .chain import chain_html

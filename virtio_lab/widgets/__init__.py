@@ -8,8 +8,8 @@ from the pure views in :mod:`virtio_lab.views`, so their logic runs headless:
 set ``.value``, call ``.click()``, read ``.value`` back.
 """
 
+from .app import PlugApp
 from .explorer import PlugExplorer
 from .whatif import WhatIf
-from .app import PlugApp
 
 __all__ = ["PlugExplorer", "PlugApp", "WhatIf"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..devices import supported_types
 from ..errors import VirtioLabError
+from ..hw.devices import supported_types
 from ..views._common import esc, style_tag
 from .explorer import PlugExplorer
 

@@ -7,11 +7,11 @@ from typing import Any
 import ipywidgets as w
 
 from ..errors import VirtioLabError
-from ..plug import Trace, plug
+from ..hw.plug import Trace, plug
+from ..hw.virtio_pci import PlugError
 from ..views import bar_map_html, chain_html, event_list_html, hex_grid_html, tree_html
-from ..views.step import step_header_html, warnings_html
 from ..views._common import style_tag
-from ..virtio_pci import PlugError
+from ..views.step import step_header_html, warnings_html
 
 __all__ = ["PlugExplorer"]
 

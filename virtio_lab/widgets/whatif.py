@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..devices import supported_types
-from ..diff import diff
 from ..errors import VirtioLabError
-from ..plug import Machine, plug
-from ..spec import type_properties, unknown_model
+from ..hw.devices import supported_types
+from ..hw.machine import Machine
+from ..hw.plug import plug
+from ..hw.spec import type_properties, unknown_model
+from ..hw.virtio_pci import PlugError
+from ..text.diff import diff
 from ..views import bar_map_html, chain_html, hex_grid_html
 from ..views._common import esc, style_tag
 from ..views.diffview import diff_html
-from ..virtio_pci import PlugError
 
 __all__ = ["WhatIf"]
 
@@ -23,7 +24,7 @@ class WhatIf(w.VBox):
     ``type`` (device model), ``machine`` (pc/q35), ``root_port``, ``options`` (the
     ``-device`` options after the type, QEMU syntax), and ``option``/``option_value``
     with ``set_button`` to set one option from the model's property list.
-    ``.diff`` is the last :class:`~virtio_lab.diff.Diff`; ``.trace`` the current plug.
+    ``.diff`` is the last :class:`~virtio_lab.text.diff.Diff`; ``.trace`` the current plug.
     """
 
     def __init__(self, spec: str = "virtio-net-pci", machine: str = "pc", root_port: bool = False, **kwargs):

@@ -4,7 +4,7 @@
     python tests/data/qemu-7.2-local/make_corpus.py [--jobs 2] [--only SUBSTRING] [--list]
 
 Every case is one `-device SPEC` plugged into `qemu-system-x86_64` 7.2 and read
-back by `virtio_lab.qemu.probe` (the capture procedure of the shared oracle), on
+back by `virtio_lab.live.qemu.probe` (the capture procedure of the shared oracle), on
 `pc`, `q35` (root bus, device 00:03.0) and `q35rp` (behind a pcie-root-port,
 device 01:00.0).  Files are named like the oracle's,
 `MACHINE__DEVICE[__OPT-VAL+OPT-VAL].json`, with the same schema; cases QEMU
@@ -25,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "..")))
-from virtio_lab import qemu  # noqa: E402
+from virtio_lab.live import qemu  # noqa: E402
 
 MACHINES = [("pc", False), ("q35", False), ("q35", True)]
 

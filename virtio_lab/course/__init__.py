@@ -1,0 +1,1 @@
+"""The course: checked exercises for the notebooks, and saved sessions."""

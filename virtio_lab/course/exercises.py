@@ -1,0 +1,1016 @@
+"""Checked exercises for the course notebooks: feedback that points at the first difference.
+
+    >>> from virtio_lab.course.exercises import check, solution, hint
+    >>> check("cap-chain-offsets", [0x98, 0x84, 0x70, 0x60, 0x50, 0x40])
+    ✓ cap-chain-offsets: correct. ...
+
+Every answer is computed from the emulation (``virtio_lab.plug``) when it is first
+asked for, never typed in here, so the checkers follow the model. A wrong answer
+gets a message in the style of nand2tetris' compare files: *where* the first
+difference is (list position, dictionary key, test case), what you gave, and a hint
+saying where in the bytes or the trace to look — never just "wrong". Malformed input
+(a string where a list belongs, an unknown exercise name, a function that raises)
+gets one clear line, never a traceback. ``solution(name)`` shows the answer and why.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import inspect
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+__all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exercise", "EXERCISES",
+           "NOTEBOOKS"]
+
+#: notebook file name (without .ipynb) -> its exercises, in the order they appear
+NOTEBOOKS = ("00-start", "01-config-space", "02-capabilities", "03-bars", "04-virtio-pci",
+             "05-plug-timeline", "06-guest-view", "07-what-if-and-real-machines")
+
+
+class _Bad(Exception):
+    """The answer's shape is wrong: one line for the learner."""
+
+
+# --------------------------------------------------------------------------
+# the emulation, cached (answers are computed from it)
+
+@lru_cache(maxsize=64)
+def _trace(spec: str, machine: str = "pc", root_port: bool = False):
+    from ..hw.plug import plug
+    return plug(spec, machine, root_port)
+
+
+def _final(spec: str, machine: str = "pc", root_port: bool = False):
+    return _trace(spec, machine, root_port).final
+
+
+def _le(buf: bytes, off: int, n: int) -> int:
+    return int.from_bytes(buf[off:off + n], "little")
+
+
+def _access(spec: str, machine: str = "pc", root_port: bool = False):
+    from ..pci.access import ConfigAccess
+    return ConfigAccess(_final(spec, machine, root_port))
+
+
+# --------------------------------------------------------------------------
+# feedback objects
+
+@dataclass(frozen=True)
+class Feedback:
+    """The checker's verdict: ``ok``, and a message that says what to look at next."""
+
+    name: str
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.name}: {self.message}"
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        colour = "rgba(46,160,67,.9)" if self.ok else "rgba(220,70,70,.9)"
+        return (f'<div class="vl-feedback" style="border-left:4px solid {colour};padding:2px 8px;'
+                f'white-space:pre-wrap">{html.escape(str(self))}</div>')
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A block of text shown as is (solutions, hints, exercise lists)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f'<pre class="vl-solution">{html.escape(self.text)}</pre>'
+
+
+# --------------------------------------------------------------------------
+# normalising answers
+
+def _type_name(x: Any) -> str:
+    name = type(x).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _as_int(x: Any, what: str) -> int:
+    if isinstance(x, bool):
+        raise _Bad(f"{what} should be a number, not {x!r}")
+    if isinstance(x, int):
+        return x
+    if isinstance(x, str):
+        try:
+            return int(x.strip().replace("_", ""), 0)
+        except ValueError:
+            raise _Bad(f"{what}: {x!r} is not a number (write 0x98 or 152)") from None
+    raise _Bad(f"{what} should be a number like 0x98, not {_type_name(x)}")
+
+
+def _as_list(x: Any, what: str) -> list:
+    if isinstance(x, (str, bytes, dict, set, frozenset)) or not hasattr(x, "__iter__"):
+        raise _Bad(f"expected a list of {what}, like [..., ...], not {_type_name(x)}")
+    return list(x)
+
+
+def _as_set(x: Any, what: str) -> set:
+    if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__iter__"):
+        raise _Bad(f"expected a set (or list) of {what}, like {{..., ...}}, not {_type_name(x)}")
+    return set(x)
+
+
+def _norm_key(k: Any) -> Any:
+    if isinstance(k, str):
+        s = k.strip()
+        try:
+            return int(s, 0)
+        except ValueError:
+            return s.lower()
+    return k
+
+
+def _as_dict(x: Any, what: str) -> dict:
+    if not isinstance(x, dict):
+        raise _Bad(f"expected a dict of {what}, like {{key: value, ...}}, not {_type_name(x)}")
+    return {_norm_key(k): v for k, v in x.items()}
+
+
+class _Dec(int):
+    """An int shown in decimal (steps, sizes in bytes); other ints show in hex."""
+
+
+def _dec(v: Any, what: str) -> _Dec:
+    return _Dec(_as_int(v, what))
+
+
+def _hex(v: int) -> str:
+    return f"0x{v:x}"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, _Dec):
+        return str(int(v))
+    if isinstance(v, int):
+        return _hex(v) if v >= 10 else str(v)
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_show(i) for i in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    if isinstance(v, (set, frozenset)):
+        return "{" + ", ".join(_show(i) for i in sorted(v, key=str)) + "}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_show(k)}: {_show(val)}" for k, val in v.items()) + "}"
+    return repr(v)
+
+
+def _direction(got: int, want: int) -> str:
+    return " (too high)" if got > want else " (too low)"
+
+
+# --------------------------------------------------------------------------
+# comparators: each returns None when equal, else the first difference as a sentence
+
+def _cmp_int(got: Any, want: int, what: str) -> str | None:
+    g = _as_int(got, what)
+    g = _Dec(g) if isinstance(want, _Dec) else g
+    if g == want:
+        return None
+    return f"you gave {_show(g)} for {what}, which is not it{_direction(g, want)}"
+
+
+def _cmp_list(got: Any, want: list, what: str, item: Callable[[Any], Any] = lambda v: v,
+              where: Callable[[int], str] | None = None) -> str | None:
+    g = [item(v) for v in _as_list(got, what)]
+    for i, w in enumerate(want):
+        if i >= len(g):
+            more = len(want) - len(g)
+            return (f"your list stops after {len(g)} item{'s' if len(g) != 1 else ''}; "
+                    f"{more} more belong{'s' if more == 1 else ''} after {_show(g[-1]) if g else 'the start'}"
+                    + (f" — {where(i)}" if where else ""))
+        if g[i] != w:
+            return (f"the first difference is at position {i} (counting from 0): you gave {_show(g[i])}"
+                    + (f" — {where(i)}" if where else ""))
+    if len(g) > len(want):
+        return (f"the first {len(want)} items are right, but the list should end there; "
+                f"drop {_show(g[len(want):])}")
+    return None
+
+
+def _cmp_dict(got: Any, want: dict, what: str, value: Callable[[Any, Any], Any] = lambda k, v: v,
+              where: Callable[[Any], str] | None = None) -> str | None:
+    g = _as_dict(got, what)
+    for k, w in want.items():
+        if k not in g:
+            return f"key {_show(k)} is missing" + (f" — {where(k)}" if where else "")
+    extra = [k for k in g if k not in want]
+    if extra:
+        return (f"key {_show(extra[0])} should not be there (expected keys: "
+                f"{', '.join(_show(k) for k in want)})")
+    for k, w in want.items():
+        v = value(k, g[k])
+        if v != w:
+            d = _direction(v, w) if isinstance(v, int) and isinstance(w, int) and not isinstance(v, bool) else ""
+            return (f"the first wrong value is for {_show(k)}: you gave {_show(v)}{d}"
+                    + (f" — {where(k)}" if where else ""))
+    return None
+
+
+def _cmp_set(got: Any, want: set, what: str, item: Callable[[Any], Any] = lambda v: v,
+             why_missing: Callable[[Any], str] | None = None,
+             why_extra: Callable[[Any], str] | None = None) -> str | None:
+    g = {item(v) for v in _as_set(got, what)}
+    missing = sorted(want - g, key=str)
+    extra = sorted(g - want, key=str)
+    if missing:
+        n = len(missing)
+        return (f"{n} {'is' if n == 1 else 'are'} missing; the first (in sorted order) is "
+                f"{_show(missing[0])}" + (f" — {why_missing(missing[0])}" if why_missing else ""))
+    if extra:
+        return (f"{_show(extra[0])} should not be in it"
+                + (f" — {why_extra(extra[0])}" if why_extra else ""))
+    return None
+
+
+def _cmp_function(fn: Any, cases: list[tuple[str, tuple, Any]], what: str,
+                  result: Callable[[Any], Any] = lambda v: v) -> str | None:
+    if not callable(fn):
+        raise _Bad(f"pass your function itself (its name, without calling it), not {_type_name(fn)}")
+    for label, args, want in cases:
+        try:
+            got = fn(*args)
+        except Exception as err:  # the learner's code: report it in one line
+            return (f"on {label} your function raised {type(err).__name__}: {err}".rstrip(": ")
+                    + f" — it should return {what}")
+        try:
+            got = result(got)
+        except _Bad as bad:
+            return f"on {label}: {bad}"
+        if got != want:
+            return f"on {label} your function returned {_show(got)}, which is not right"
+    return None
+
+
+# --------------------------------------------------------------------------
+# the exercise catalogue
+
+@dataclass(frozen=True)
+class Exercise:
+    """One checked question: where it lives, what it asks, how to check and explain it."""
+
+    name: str
+    notebook: str
+    question: str
+    expected: Callable[[], Any]
+    compare: Callable[[Any, Any], str | None]
+    hint: str
+    why: str
+    shape: str  # what an answer looks like, for "no answer yet"
+    praise: str = ""
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def _exercise(name: str, notebook: str, question: str, *, shape: str, hint: str, why: str,
+              praise: str = "", compare: Callable[[Any, Any], str | None]):
+    def register(fn: Callable[[], Any]) -> Callable[[], Any]:
+        EXERCISES[name] = Exercise(name, notebook, question, lru_cache(maxsize=1)(fn), compare, hint,
+                                   why, shape, praise)
+        return fn
+    return register
+
+
+# ---- 00-start ----------------------------------------------------------------
+
+_FIVE = ("virtio_pci_realize", "virtio_pci_bus_new", "qbus_create_inplace",
+         "virtio_bus_device_plugged", "virtio_pci_device_plugged")
+
+
+def _cmp_plug_order(got, want):
+    names = [str(x).strip() for x in _as_list(got, "function names")]
+    for n in names:
+        if n not in _FIVE:
+            close = difflib.get_close_matches(n, _FIVE, 1)
+            raise _Bad(f"{n!r} is not one of the five functions"
+                       + (f" (did you mean {close[0]!r}?)" if close else f": {', '.join(_FIVE)}"))
+    return _cmp_list(names, want, "function names",
+                     where=lambda i: "trace.index_of(name) gives the step where each one is first "
+                                     "called; sort by it")
+
+
+@_exercise("plug-order", "00-start",
+           "Put the five QEMU functions virtio_pci_realize, virtio_pci_bus_new, qbus_create_inplace, "
+           "virtio_bus_device_plugged, virtio_pci_device_plugged in the order the plug of "
+           "virtio-net-pci first calls them.",
+           shape='a list of the five names, e.g. ["virtio_pci_realize", ...]',
+           hint="Each event has .function; trace.index_of(name) is the first step that calls name.",
+           why="The proxy is realized first (virtio_pci_realize), creates its own virtio bus "
+               "(virtio_pci_bus_new → qbus_create_inplace), then the virtio device is realized on "
+               "that bus and announces itself (virtio_bus_device_plugged), which hands over to the "
+               "PCI side (virtio_pci_device_plugged) to build capabilities and BARs.",
+           compare=_cmp_plug_order)
+def _plug_order():
+    t = _trace("virtio-net-pci")
+    return sorted(_FIVE, key=t.index_of)
+
+
+@_exercise("first-cap-step", "00-start",
+           "At which step (event index) does the plug of virtio-net-pci on pc add its first capability?",
+           shape="a step number (an int)",
+           hint="Capabilities are added by pci_add_capability: find the first event with that function "
+                "(trace.index_of does it), or step through the explorer until the chain view grows.",
+           why="Nothing before virtio_pci_device_plugged touches the capability list: the header, the "
+               "masks and the virtio bus come first; the common capability is the first one added.",
+           compare=lambda g, w: _cmp_int(g, w, "the step"))
+def _first_cap_step():
+    return _Dec(_trace("virtio-net-pci").index_of("pci_add_capability"))
+
+
+# ---- 01-config-space --------------------------------------------------------
+
+_ID_FIELDS = {"vendor_id": (0x00, 2), "device_id": (0x02, 2), "revision_id": (0x08, 1),
+              "class": (0x0A, 2), "subsystem_vendor_id": (0x2C, 2), "subsystem_id": (0x2E, 2)}
+
+
+@_exercise("header-ids", "01-config-space",
+           "Read the identity of virtio-net-pci,disable-legacy=on from its config bytes: vendor_id, "
+           "device_id, revision_id, class (the 16-bit word at 0x0a), subsystem_vendor_id, subsystem_id.",
+           shape='a dict {"vendor_id": 0x..., "device_id": 0x..., ...}',
+           hint="All fields are little-endian: the byte at the lower offset is the low byte.",
+           why="A modern-only device (disable-legacy=on) gets device id 0x1040 + virtio id (net is 1) "
+               "and revision 1; its subsystem stays QEMU's default 1af4:1100. The class word 0x0200 "
+               "is 'Ethernet controller'.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "field values", lambda k, v: _as_int(v, f"the value for {k!r}"),
+               where=lambda k: (f"it is {_ID_FIELDS[k][1]} byte{'s' if _ID_FIELDS[k][1] > 1 else ''} at "
+                                f"0x{_ID_FIELDS[k][0]:02x}, little-endian")))
+def _header_ids():
+    cfg = _final("virtio-net-pci,disable-legacy=on").config
+    return {k: _le(cfg, off, n) for k, (off, n) in _ID_FIELDS.items()}
+
+
+@_exercise("command-readback", "01-config-space",
+           "A guest writes 0xffff to COMMAND (offset 0x04, 2 bytes) of a freshly plugged virtio-net-pci. "
+           "What does it read back?",
+           shape="a 16-bit number, e.g. 0x1234",
+           hint="Only bits set in the write mask change: new = (old & ~wmask) | (value & wmask). Look at "
+                "state.wmask[4:6] (little-endian), or try it with ConfigAccess.",
+           why="QEMU makes IO, MEMORY, MASTER, SERR and INTX_DISABLE writable (wmask 0x0507); every "
+               "other COMMAND bit is read-only and stays 0.",
+           compare=lambda g, w: _cmp_int(g, w, "the value read back"))
+def _command_readback():
+    acc = _access("virtio-net-pci")
+    acc.config_write(0x04, 0xFFFF, 2)
+    return acc.config_read(0x04, 2)
+
+
+def _header_field_names() -> tuple[str, ...]:
+    from ..pci.layout import HEADER
+    return tuple(f.name for f in HEADER)
+
+
+def _writable_why_missing(name: str) -> str:
+    from ..pci.layout import HEADER
+    f = next(f for f in HEADER if f.name == name)
+    return (f"look at state.wmask[0x{f.offset:02x}:0x{f.offset + f.width:02x}]: "
+            "any non-zero byte means a guest can change it")
+
+
+def _writable_why_extra(name: str) -> str:
+    names = _header_field_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, 1)
+        return ("that is not a header field name" + (f" (did you mean {close[0]!r}?)" if close else
+                "; the names are in virtio_lab.layout.HEADER"))
+    if name == "status":
+        return "STATUS has wmask 0: its error bits are write-1-to-clear (w1cmask), which is not 'writable'"
+    return "its write-mask bytes are all zero, so a guest's write leaves it unchanged"
+
+
+@_exercise("writable-header-fields", "01-config-space",
+           "Which header fields (names as in virtio_lab.layout.HEADER) of virtio-net-pci on pc can a "
+           "guest change at least one bit of?",
+           shape='a set of field names, e.g. {"command", ...}',
+           hint="A field is writable when any of its bytes has a non-zero wmask. Unused BARs have wmask 0.",
+           why="COMMAND (0x0507), the cache line size and interrupt line (firmware fills those in), the "
+               "registered BARs (their wmask ~(size-1) is how firmware sizes and places them: BAR0, "
+               "BAR1, and BAR4 with its upper half BAR5) and the ROM address. Identity, class, "
+               "STATUS and the capability pointer are read-only.",
+           compare=lambda g, w: _cmp_set(g, w, "field names", lambda v: str(v).strip().lower(),
+                                         _writable_why_missing, _writable_why_extra))
+def _writable_header_fields():
+    from ..pci.layout import HEADER
+    st = _final("virtio-net-pci")
+    return {f.name for f in HEADER if any(st.wmask[f.offset:f.offset + f.width])}
+
+
+# ---- 02-capabilities --------------------------------------------------------
+
+def _chain(spec="virtio-net-pci", machine="pc", root_port=False) -> list[int]:
+    return [c.offset for c in _final(spec, machine, root_port).caps]
+
+
+@_exercise("cap-chain-offsets", "02-capabilities",
+           "Walk the capability list of virtio-net-pci on pc by hand: list the offsets of the "
+           "capabilities in list order, starting from the capabilities pointer.",
+           shape="a list of offsets, e.g. [0x40, 0x50]",
+           hint="The walk starts at the byte at 0x34; each capability's next pointer is its second byte.",
+           why="QEMU prepends: each new capability becomes the head and points at the previous head, so "
+               "the list runs newest → oldest (MSI-X, added last, comes first) while the offsets were "
+               "handed out first-fit from 0x40 upwards.",
+           compare=lambda g, w: _cmp_list(
+               g, w, "offsets", lambda v: _as_int(v, "each offset"),
+               where=lambda i: ("the list starts at the capabilities pointer, the byte at 0x34" if i == 0
+                                else f"it is the cap_next byte of the capability at 0x{w[i - 1]:02x}, "
+                                     f"i.e. config[0x{w[i - 1] + 1:02x}]")))
+def _cap_chain_offsets():
+    return _chain()
+
+
+_MSIX_KEYS = {"offset": "the MSI-X capability's offset (its ID is 0x11)",
+              "table_size": "Message Control (cap+2, 16 bits): the low 11 bits hold table size − 1",
+              "table_bar": "the Table dword (cap+4): its low 3 bits are the BAR index (BIR)",
+              "table_offset": "the Table dword (cap+4) with the low 3 bits cleared",
+              "pba_bar": "the PBA dword (cap+8): its low 3 bits are the BAR index (BIR)",
+              "pba_offset": "the PBA dword (cap+8) with the low 3 bits cleared"}
+
+
+@_exercise("msix-cap", "02-capabilities",
+           "Decode the MSI-X capability of virtio-blk-pci,drive=d0,num-queues=4: its offset, "
+           "table_size, table_bar, table_offset, pba_bar, pba_offset.",
+           shape='a dict {"offset": 0x.., "table_size": .., "table_bar": .., "table_offset": 0x.., '
+                 '"pba_bar": .., "pba_offset": 0x..}',
+           hint="Find the capability with ID 0x11, then read the three fields after its 2-byte header.",
+           why="virtio-blk asks for num-queues + 1 vectors (one per queue plus one for config changes), "
+               "so 5. msix_init_exclusive_bar puts table and PBA alone in BAR1: table at 0, PBA in the "
+               "second half of the 4 KiB BAR (0x800).",
+           compare=lambda g, w: _cmp_dict(g, w, "MSI-X fields",
+                                          lambda k, v: _as_int(v, f"the value for {k!r}"),
+                                          where=lambda k: _MSIX_KEYS[k]))
+def _msix_cap():
+    st = _final("virtio-blk-pci,drive=d0,num-queues=4")
+    cap = next(c for c in st.caps if c.id == 0x11)
+    return {"offset": cap.offset, "table_size": cap.get("table_size"), "table_bar": cap.get("table_bir"),
+            "table_offset": cap.get("table_offset"), "pba_bar": cap.get("pba_bir"),
+            "pba_offset": cap.get("pba_offset")}
+
+
+_WALK_CASES = (("virtio-net-pci", "pc", False), ("virtio-net-pci,disable-modern=on", "pc", False),
+               ("virtio-net-pci,disable-modern=on,vectors=0", "pc", False),
+               ("virtio-rng-pci,vectors=0", "pc", False), ("virtio-net-pci", "q35", True))
+
+
+def _case_label(spec: str, machine: str, root_port: bool) -> str:
+    return f"{spec} on {machine}{' behind a root port' if root_port else ''}"
+
+
+def _pairs(v: Any) -> list[tuple[int, int]]:
+    out = []
+    for p in _as_list(v, "(offset, cap_id) pairs"):
+        if not isinstance(p, (tuple, list)) or len(p) != 2:
+            raise _Bad(f"each item should be an (offset, cap_id) pair, not {p!r}")
+        out.append((_as_int(p[0], "an offset"), _as_int(p[1], "a cap id")))
+    return out
+
+
+@_exercise("walk-caps", "02-capabilities",
+           "Write walk(config) that takes 256 config bytes and returns the capability list as "
+           "(offset, cap_id) pairs in list order. It is tested on five devices, including one with "
+           "no capabilities at all.",
+           shape="your function, e.g. check('walk-caps', walk)",
+           hint="Check STATUS bit 4 (0x10 in the byte at 0x06) first: without it there is no list. Then "
+                "start at config[0x34] and follow config[offset + 1] until it is 0.",
+           why="This is what lspci and the Linux PCI core do: STATUS.CAP_LIST says a list exists, 0x34 "
+               "holds the head, byte +1 of each capability the next pointer, 0 ends the list. Real "
+               "walkers also mask the low two bits and stop after 48 hops in case the list loops.",
+           compare=lambda g, w: _cmp_function(
+               g, [(_case_label(*c), (bytes(_final(*c).config[:256]),), want) for c, want in w],
+               "a list of (offset, cap_id) pairs", _pairs))
+def _walk_caps_expected():
+    return [(c, [(cap.offset, cap.id) for cap in _final(*c).caps]) for c in _WALK_CASES]
+
+
+def _walk_reference(config: bytes) -> list[tuple[int, int]]:
+    """Reference walk: STATUS.CAP_LIST, then follow next pointers from 0x34."""
+    if not config[0x06] & 0x10:
+        return []
+    out, ptr, hops = [], config[0x34] & ~3, 0
+    while ptr >= 0x40 and hops < 48:
+        out.append((ptr, config[ptr]))
+        ptr, hops = config[ptr + 1] & ~3, hops + 1
+    return out
+
+
+# ---- 03-bars ----------------------------------------------------------------
+
+def _bars(spec: str, machine: str = "pc", root_port: bool = False) -> dict[int, Any]:
+    return {b.index: b for b in _final(spec, machine, root_port).facts.bars if b.index < 6}
+
+
+@_exercise("bar-sizes", "03-bars",
+           "Which BARs does virtio-net-pci on pc implement, and how big is each? (BAR index → size in "
+           "bytes; leave out the ROM and the upper half of a 64-bit BAR.)",
+           shape="a dict {index: size}, e.g. {0: 64}",
+           hint="Size a BAR from its write mask: size = ~(wmask & ~type_bits) + 1 over 32 (or, for a "
+                "64-bit BAR, 64) bits; a BAR whose wmask is 0 is not implemented.",
+           why="BAR0: the legacy I/O header (24 bytes with MSI-X) plus 8 bytes of net config = 32. BAR1: "
+               "the MSI-X table and PBA, 4 KiB. BAR4 (+BAR5): the modern regions common/isr/device/notify, "
+               "0x1000 each = 16 KiB, 64-bit prefetchable.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "BAR sizes", lambda k, v: _dec(v, f"the size of BAR{k}"),
+               where=lambda k: f"BAR{k} is at 0x{0x10 + 4 * k:02x}; size it from state.wmask there"))
+def _bar_sizes():
+    return {i: _Dec(b.size) for i, b in _bars("virtio-net-pci").items()}
+
+
+_READBACK_REGS = (0x10, 0x14, 0x20, 0x24)
+
+
+@_exercise("sizing-readback", "03-bars",
+           "Firmware writes 0xffffffff to the BAR registers at 0x10, 0x14, 0x20 and 0x24 of "
+           "virtio-net-pci and reads each back. What does it read? (offset → 32-bit value)",
+           shape="a dict {0x10: 0x..., 0x14: 0x..., 0x20: 0x..., 0x24: 0x...}",
+           hint="Each byte becomes (old & ~wmask) | (0xff & wmask): the writable address bits turn to 1, "
+                "the read-only type bits keep their value. ConfigAccess lets you try it.",
+           why="0x10 (BAR0, I/O, 32 B): 0xffffffe1, the low bit 1 says I/O. 0x14 (BAR1, 32-bit memory, "
+               "4 KiB): 0xfffff000. 0x20 (BAR4 low, 64-bit prefetchable, 16 KiB): 0xffffc00c — type bits "
+               "0xc. 0x24 (BAR5, its upper half): all ones.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "read-back values", lambda k, v: _as_int(v, f"the value at {_hex(k)}"),
+               where=lambda k: f"look at the 4 wmask bytes at {_hex(k)} and the config byte at {_hex(k)}"))
+def _sizing_readback():
+    out = {}
+    for off in _READBACK_REGS:
+        acc = _access("virtio-net-pci")
+        acc.config_write(off, 0xFFFFFFFF, 4)
+        out[off] = acc.config_read(off, 4)
+    return out
+
+
+def _size_cases() -> list[tuple[str, tuple, int]]:
+    cases = []
+    for spec in ("virtio-net-pci", "virtio-blk-pci,drive=d0", "virtio-net-pci,page-per-vq=on",
+                 "virtio-net-pci,modern-pio-notify=on"):
+        for i, bar in _bars(spec).items():
+            acc = _access(spec)
+            off = 0x10 + 4 * i
+            acc.config_write(off, 0xFFFFFFFF, 4)
+            lo = acc.config_read(off, 4)
+            hi = None
+            if bar.kind == "mem64":
+                acc.config_write(off + 4, 0xFFFFFFFF, 4)
+                hi = acc.config_read(off + 4, 4)
+            label = f"BAR{i} of {spec} (lo={_hex(lo)}, hi={_hex(hi) if hi is not None else None})"
+            case = (label, (lo, hi), _Dec(bar.size))
+            if all(c[1] != case[1] for c in cases):
+                cases.append(case)
+    return cases
+
+
+@_exercise("size-from-readback", "03-bars",
+           "Write bar_size(lo, hi) that turns the all-ones read-back of a BAR (lo, and for a 64-bit BAR "
+           "the upper register's read-back hi, else None) into its size in bytes.",
+           shape="your function, e.g. check('size-from-readback', bar_size)",
+           hint="Clear the type bits first: the low 2 bits for I/O (bit 0 is 1), the low 4 bits for memory. "
+                "For 64-bit, combine (hi << 32) | lo. Then size = (~value + 1) in 32 or 64 bits.",
+           why="Only the address bits above the size are writable, so the read-back is ~(size-1) plus "
+               "the type bits; inverting after clearing the type bits and adding 1 gives the size.",
+           compare=lambda g, w: _cmp_function(g, w, "a size in bytes (an int)",
+                                              lambda v: _dec(v, "the size")))
+def _size_from_readback():
+    return _size_cases()
+
+
+def _size_reference(lo: int, hi: int | None = None) -> int:
+    """Reference: clear the type bits, invert, add one (in 32 or 64 bits)."""
+    if lo & 1:  # I/O
+        return (~(lo & ~0x3) + 1) & 0xFFFFFFFF
+    if hi is not None:
+        value = (hi << 32) | (lo & ~0xF)
+        return (~value + 1) & 0xFFFFFFFFFFFFFFFF
+    return (~(lo & ~0xF) + 1) & 0xFFFFFFFF
+
+
+@_exercise("bar-kinds", "03-bars",
+           "For virtio-net-pci,modern-pio-notify=on: what kind is each implemented BAR? (BAR index → "
+           '"io", "mem32" or "mem64")',
+           shape='a dict {index: "io" | "mem32" | "mem64"}',
+           hint="Bit 0 of a BAR register set means I/O; otherwise bits 2:1 say 32-bit (00) or 64-bit (10). "
+                "A BAR with wmask 0 is not implemented.",
+           why="modern-pio-notify=on adds BAR2, a 4-byte I/O BAR for notifications, next to BAR0 (legacy I/O), "
+               "BAR1 (MSI-X, mem32) and BAR4 (modern regions, mem64 — which also uses BAR5's register).",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "BAR kinds", lambda k, v: str(v).strip().lower(),
+               where=lambda k: f"read the low bits of the BAR register at 0x{0x10 + 4 * k:02x}"))
+def _bar_kinds():
+    return {i: b.kind for i, b in _bars("virtio-net-pci,modern-pio-notify=on").items()}
+
+
+# ---- 04-virtio-pci ------------------------------------------------------------
+
+_ID_SPECS = ("virtio-net-pci", "virtio-net-pci,disable-legacy=on", "virtio-blk-pci-non-transitional,drive=d0",
+             "virtio-gpu-pci")
+
+
+@_exercise("device-ids", "04-virtio-pci",
+           "What PCI device id does each of these get: " + ", ".join(_ID_SPECS) + "?",
+           shape='a dict {"virtio-net-pci": 0x..., ...} with the four specs as keys',
+           hint="Transitional devices keep the class's id 0x1000 + n; modern-only ones get 0x1040 + the "
+                "virtio device id (python -m virtio_lab devices lists the ids). GPU is modern-only.",
+           why="virtio-net-pci is transitional by default on pc: 0x1000. disable-legacy=on or a "
+               "-non-transitional type makes it modern-only: 0x1040 + 1 = 0x1041, blk 0x1040 + 2 = 0x1042. "
+               "virtio-gpu-pci has no legacy mode at all: 0x1040 + 16 = 0x1050.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "device ids", lambda k, v: _as_int(v, f"the id for {k!r}"),
+               where=lambda k: f"plug {k!r} and read the 2 bytes at 0x02"))
+def _device_ids():
+    return {s: _le(_final(s).config, 2, 2) for s in _ID_SPECS}
+
+
+_NOTIFY_SPECS = ("virtio-net-pci", "virtio-net-pci,page-per-vq=on")
+
+
+def _notify_addr(spec: str, queue: int) -> int:
+    from ..text.dump import dump
+    cap = next(c for c in _final(spec).caps if c.id == 0x09 and c.get("cfg_type") == 2)
+    notify_off = dump(_trace(spec))["common_cfg"]["queues"][queue]["notify_off"]
+    return cap.get("cap_offset") + notify_off * cap.get("notify_off_multiplier")
+
+
+@_exercise("notify-address", "04-virtio-pci",
+           "Where inside BAR4 does a driver write to notify (kick) queue 2? Answer for virtio-net-pci and "
+           "for virtio-net-pci,page-per-vq=on (spec → offset in the BAR).",
+           shape='a dict {"virtio-net-pci": 0x..., "virtio-net-pci,page-per-vq=on": 0x...}',
+           hint="offset = cap.offset + queue_notify_off × notify_off_multiplier, from the notify capability "
+                "(cfg_type 2); QEMU reports queue_notify_off = the queue's index.",
+           why="The notify capability says offset 0x3000 and multiplier 4 by default, so queue 2 is at "
+               "0x3000 + 2×4 = 0x3008. page-per-vq=on gives each queue its own 4 KiB page: multiplier "
+               "0x1000, so 0x3000 + 2×0x1000 = 0x5000.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "notify offsets", lambda k, v: _as_int(v, f"the offset for {k!r}"),
+               where=lambda k: f"read the notify capability of {k!r}: its offset at +8 and multiplier at +16"))
+def _notify_address():
+    return {s: _notify_addr(s, 2) for s in _NOTIFY_SPECS}
+
+
+_REFUSAL_SPECS = ("virtio-net-pci,disable-legacy=on,disable-modern=on", "virtio-net-pci,disable-modern=on",
+                  "virtio-net-pci,iommu_platform=on", "virtio-net-pci,iommu_platform=on,disable-legacy=on",
+                  "virtio-gpu-pci,disable-legacy=off", "virtio-blk-pci")
+
+
+def _refused(spec: str) -> bool:
+    from ..errors import VirtioLabError
+    try:
+        _trace(spec)
+    except VirtioLabError:
+        return True
+    return False
+
+
+def _refusal_why_missing(spec: str) -> str:
+    return f"QEMU does refuse it; virtio_lab.plug({spec!r}) shows QEMU's message"
+
+
+def _refusal_why_extra(spec: str) -> str:
+    if spec not in _REFUSAL_SPECS:
+        return "it is not one of the six specs in the question"
+    return f"QEMU accepts it; virtio_lab.plug({spec!r}).narrate() shows how"
+
+
+@_exercise("refused-specs", "04-virtio-pci",
+           "Which of these does QEMU 7.2 refuse to plug on pc? " + "; ".join(_REFUSAL_SPECS),
+           shape='a set of specs (strings), e.g. {"virtio-net-pci,disable-modern=on"}',
+           hint="Think about which mode (legacy, modern) is left, what a legacy device cannot offer "
+                "(IOMMU_PLATFORM) and which backend a device needs.",
+           why="Neither mode left: refused in virtio_pci_realize. iommu_platform=on with legacy enabled: "
+               "legacy drivers cannot do it, refused in virtio_pci_device_plugged. virtio-blk-pci needs a "
+               "drive. virtio-gpu-pci,disable-legacy=off is accepted: the GPU wrapper forces modern-only "
+               "later, overriding the option.",
+           compare=lambda g, w: _cmp_set(g, w, "specs", lambda v: str(v).strip(),
+                                         _refusal_why_missing, _refusal_why_extra))
+def _refused_specs():
+    return {s for s in _REFUSAL_SPECS if _refused(s)}
+
+
+# ---- 05-plug-timeline --------------------------------------------------------
+
+@_exercise("cap-ptr-writers", "05-plug-timeline",
+           "Which steps of the virtio-net-pci plug change the capabilities pointer (the byte at 0x34)? "
+           "List their indexes in order.",
+           shape="a list of step numbers, e.g. [3, 7]",
+           hint="event.changed() is the set of config offsets a step changed: test 0x34 in it for every "
+                "event, or watch the hex grid's outline on byte 0x34 while stepping.",
+           why="Every pci_add_capability makes its capability the new head, so 0x34 changes once per "
+               "capability: common, isr, device, notify, pci-cfg, MSI-X — six steps.",
+           compare=lambda g, w: _cmp_list(
+               g, w, "step numbers", lambda v: _dec(v, "each step"),
+               where=lambda i: f"it is the {_ordinal(i + 1)} call of pci_add_capability"))
+def _cap_ptr_writers():
+    return [_Dec(e.index) for e in _trace("virtio-net-pci").events if 0x34 in e.changed()]
+
+
+@_exercise("bar-order", "05-plug-timeline",
+           "In what order does the virtio-net-pci plug register its BARs? List the BAR indexes in the "
+           "order pci_register_bar is called (the ROM slot is 6).",
+           shape="a list of BAR indexes, e.g. [0, 1]",
+           hint="Filter trace.events for function == 'pci_register_bar'; each has detail('bar').",
+           why="virtio_pci_device_plugged registers the modern BAR4 right after the four region "
+               "capabilities, msix_init_exclusive_bar registers BAR1, the legacy BAR0 comes at the very "
+               "end of device_plugged, and pci_qdev_realize adds the ROM (slot 6) last.",
+           compare=lambda g, w: _cmp_list(
+               g, w, "BAR indexes", lambda v: _as_int(v, "each BAR index"),
+               where=lambda i: f"look at the {_ordinal(i + 1)} pci_register_bar event"))
+def _bar_order():
+    return [e.detail("bar") for e in _trace("virtio-net-pci").events if e.function == "pci_register_bar"]
+
+
+# ---- 06-guest-view ------------------------------------------------------------
+
+_GUEST_SPECS = ("virtio-net-pci", "virtio-blk-pci,drive=d0", "virtio-net-pci,page-per-vq=on,modern-pio-notify=on",
+                "virtio-net-pci,disable-modern=on")
+
+
+def _size_bars_reference(access) -> dict[int, int]:
+    """Reference: size each BAR like firmware — save, write all ones, read back, restore."""
+    sizes, i = {}, 0
+    while i < 6:
+        off = 0x10 + 4 * i
+        old = access.config_read(off, 4)
+        access.config_write(off, 0xFFFFFFFF, 4)
+        lo = access.config_read(off, 4)
+        access.config_write(off, old, 4)
+        is64 = not lo & 1 and (lo >> 1) & 3 == 2
+        hi = None
+        if is64:
+            old_hi = access.config_read(off + 4, 4)
+            access.config_write(off + 4, 0xFFFFFFFF, 4)
+            hi = access.config_read(off + 4, 4)
+            access.config_write(off + 4, old_hi, 4)
+        if lo & ~0xF or (lo & 1 and lo & ~0x3) or hi:
+            sizes[i] = _size_reference(lo, hi)
+        i += 2 if is64 else 1
+    return sizes
+
+
+def _sizes(v: Any) -> dict[int, int]:
+    d = _as_dict(v, "BAR sizes")
+    return {_as_int(k, "a BAR index"): _dec(s, "a size") for k, s in d.items()}
+
+
+@_exercise("size-all-bars", "06-guest-view",
+           "Write size_bars(access) that sizes every BAR of a device through a ConfigAccess the way "
+           "firmware does (save, write all ones, read back, restore) and returns {BAR index: size}. "
+           "Remember that a 64-bit BAR uses two registers.",
+           shape="your function, e.g. check('size-all-bars', size_bars)",
+           hint="Walk i = 0..5; a BAR whose read-back is 0 is not implemented; if bits 2:1 of a memory "
+                "BAR are 10 it is 64-bit: size it with the next register as the upper half and skip that one.",
+           why="That is the loop SeaBIOS and Linux run before assigning addresses: the read-back carries "
+               "the size (~(size-1)) and the type, and skipping the upper half of a 64-bit BAR keeps BAR5 "
+               "from looking like a BAR of its own.",
+           compare=lambda g, w: _cmp_function(
+               g, [(f"{s} (a fresh ConfigAccess)", (_access(s),), want) for s, want in w],
+               "a dict {BAR index: size}", _sizes))
+def _size_all_bars():
+    return [(s, {i: _Dec(b.size) for i, b in _bars(s).items()}) for s in _GUEST_SPECS]
+
+
+_LINUX_TYPES = {"common": 1, "notify": 2, "isr": 3, "device": 4}
+
+
+def _linux_pick(state) -> dict[str, int]:
+    """The Linux modern probe's rule: first vendor cap of the type in list order, bar < 6, BAR implemented."""
+    implemented = {b.index for b in state.facts.bars if b.index < 6}
+    out = {}
+    for name, t in _LINUX_TYPES.items():
+        for c in state.caps:
+            if c.id == 0x09 and c.get("cfg_type") == t and (c.get("bar") or 0) < 6 and c.get("bar") in implemented:
+                out[name] = c.offset
+                break
+    return out
+
+
+@_exercise("linux-cap-pick", "06-guest-view",
+           "The Linux modern driver looks for its four structures by walking the vendor capabilities in "
+           "list order. For virtio-net-pci on q35 behind a root port, at which config offset does it find "
+           "common, isr, notify and device?",
+           shape='a dict {"common": 0x.., "isr": 0x.., "notify": 0x.., "device": 0x..}',
+           hint="Vendor capabilities have ID 0x09; cfg_type is their byte +3 (1 common, 2 notify, 3 isr, "
+                "4 device). Behind a root port the PCI Express and PM capabilities come first, so nothing "
+                "sits where it does on pc.",
+           why="The PCIe capability takes 0x40–0x7b and PM 0x7c–0x83, so the virtio caps start at 0x84: "
+               "common 0x84, isr 0x94, device 0xa4, notify 0xb4. Linux takes the first match of each "
+               "cfg_type whose BAR is below 6 and implemented.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "offsets", lambda k, v: _as_int(v, f"the offset for {k!r}"),
+               where=lambda k: f"find the vendor capability (ID 0x09) whose byte +3 is {_LINUX_TYPES[k]}"))
+def _linux_cap_pick():
+    return _linux_pick(_final("virtio-net-pci", "q35", True))
+
+
+_PROBE_SPECS = ("virtio-net-pci", "virtio-net-pci,disable-modern=on", "virtio-net-pci,disable-legacy=on")
+
+
+def _which_probe(spec: str) -> str:
+    st = _final(spec)
+    if "common" in _linux_pick(st):
+        return "modern"
+    did, rev = _le(st.config, 2, 2), st.config[8]
+    return "legacy" if 0x1000 <= did <= 0x103F and rev == 0 else "none"
+
+
+@_exercise("driver-mode", "06-guest-view",
+           "Linux tries its modern probe first and falls back to the legacy one. Which one binds each of: "
+           + ", ".join(_PROBE_SPECS) + '? (spec → "modern" or "legacy")',
+           shape='a dict {"virtio-net-pci": "modern" | "legacy", ...}',
+           hint="The modern probe needs a common-config capability (vendor cap, cfg_type 1); without it, "
+                "the legacy probe needs device id 0x1000–0x103f and revision 0.",
+           why="A transitional device offers both, and Linux prefers modern, so plain virtio-net-pci is "
+               "driven through BAR4. disable-modern=on removes every virtio capability: only the legacy "
+               "probe (BAR0, revision 0) is left. disable-legacy=on is modern only.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "driver modes", lambda k, v: str(v).strip().lower(),
+               where=lambda k: f"check whether {k!r} has a vendor capability with cfg_type 1"))
+def _driver_mode():
+    return {s: _which_probe(s) for s in _PROBE_SPECS}
+
+
+# ---- 07-what-if-and-real-machines -------------------------------------------
+
+_DIFF_A, _DIFF_B = "virtio-net-pci", "virtio-net-pci,disable-legacy=on"
+
+
+def _field_names_differing(a: bytes, b: bytes) -> set[str]:
+    from ..pci.layout import field_map
+    labels = field_map(a)
+    out = set()
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            lab = labels[i]
+            out.add(lab.field if lab.kind == "header" else f"{lab.structure}.{lab.field}")
+    return out
+
+
+@_exercise("legacy-diff", "07-what-if-and-real-machines",
+           "Which header fields differ between virtio-net-pci and virtio-net-pci,disable-legacy=on on pc? "
+           "(field names as in virtio_lab.layout.HEADER)",
+           shape='a set of field names, e.g. {"device_id"}',
+           hint="virtio_lab.diff(a, b) lists the config bytes that differ with the field each belongs to; "
+                "or compare the two hex grids byte by byte.",
+           why="Dropping legacy changes the identity (device id 0x1000 → 0x1041, revision 0 → 1, "
+               "subsystem id 1 → 0x1100) and removes the legacy I/O BAR0. Capabilities, BAR1/BAR4 and "
+               "MSI-X stay exactly the same.",
+           compare=lambda g, w: _cmp_set(g, w, "field names", lambda v: str(v).strip().lower(),
+                                         lambda n: "its bytes differ between the two devices",
+                                         lambda n: "its bytes are identical in both devices"))
+def _legacy_diff():
+    return _field_names_differing(bytes(_final(_DIFF_A).config[:256]), bytes(_final(_DIFF_B).config[:256]))
+
+
+_MYSTERY = ("virtio-blk-pci,drive=d0,num-queues=4", "q35", True)
+_MYSTERY_KEYS = {"virtio_id": "device id 0x1040 + n means virtio id n (for 0x1000–0x103f, read the subsystem id)",
+                 "transitional": "transitional devices have revision 0 and a device id below 0x1040",
+                 "msix_vectors": "find capability ID 0x11; Message Control's low 11 bits + 1",
+                 "pcie": "is there a capability with ID 0x10 (PCI Express)?"}
+
+
+def _mystery_value(key: Any, value: Any) -> Any:
+    if key in ("transitional", "pcie"):
+        if not isinstance(value, bool):
+            raise _Bad(f"{key} should be True or False, not {value!r}")
+        return value
+    return _as_int(value, f"the value for {key!r}")
+
+
+@_exercise("mystery-lspci", "07-what-if-and-real-machines",
+           "given('mystery-lspci') is an `lspci -xxx` dump of a device from an unknown command line. "
+           "Read it: virtio_id (an int), transitional (True/False), msix_vectors (an int), pcie (True/False).",
+           shape='a dict {"virtio_id": .., "transitional": .., "msix_vectors": .., "pcie": ..}',
+           hint="Line '00:' holds vendor, device, command, status, revision; walk the capabilities from the "
+                "byte at 0x34 as in notebook 02.",
+           why="Device id 0x1042 with revision 1: a modern-only block device (virtio id 2). MSI-X Message "
+               "Control says 5 vectors (num-queues=4 plus config). The PCI Express capability means it sits "
+               "behind a PCIe root port — where disable-legacy=auto turns legacy off.",
+           compare=lambda g, w: _cmp_dict(g, w, "answers", _mystery_value, where=lambda k: _MYSTERY_KEYS[k]))
+def _mystery_lspci():
+    st = _final(*_MYSTERY)
+    cfg = st.config
+    did = _le(cfg, 2, 2)
+    msix = next((c for c in st.caps if c.id == 0x11), None)
+    return {"virtio_id": did - 0x1040 if did >= 0x1040 else _le(cfg, 0x2E, 2),
+            "transitional": did < 0x1040 and cfg[8] == 0,
+            "msix_vectors": msix.get("table_size") if msix else 0,
+            "pcie": any(c.id == 0x10 for c in st.caps)}
+
+
+def _mystery_text() -> str:
+    from ..text.lspci import device_config, hexdump
+    t = _trace(*_MYSTERY)
+    # the device line would name the device: keep only the address lspci -F needs
+    return hexdump(device_config(t.final)[:256], t.machine.bdf, 3,
+                   header=f"{t.machine.bdf} Unknown device (lspci -xxx from an unknown command line)")
+
+
+_GIVEN: dict[str, Callable[[], Any]] = {"mystery-lspci": _mystery_text}
+
+_PUBLIC_NAMES = {"_walk_reference": "walk", "_size_bars_reference": "size_bars",
+                 "_size_reference": "bar_size"}
+
+_REFERENCES: dict[str, Callable[..., Any]] = {"walk-caps": _walk_reference,
+                                              "size-from-readback": _size_reference,
+                                              "size-all-bars": _size_bars_reference}
+
+
+# --------------------------------------------------------------------------
+# public API
+
+def _lookup(name: Any) -> Exercise | str:
+    if not isinstance(name, str):
+        return f"the exercise name should be a string like 'cap-chain-offsets', not {_type_name(name)}"
+    key = name.strip().lower().replace("_", "-")
+    if key in EXERCISES:
+        return EXERCISES[key]
+    close = difflib.get_close_matches(key, list(EXERCISES), 1)
+    return (f"there is no exercise {name!r}" + (f"; did you mean {close[0]!r}?" if close else
+            "; exercises() lists them all"))
+
+
+def check(name: str, answer: Any = ...) -> Feedback:
+    """Check ``answer`` for exercise ``name``; the result prints as one helpful message."""
+    ex = _lookup(name)
+    if isinstance(ex, str):
+        return Feedback(str(name), False, ex)
+    if answer is ... or answer is None:
+        return Feedback(ex.name, False, f"no answer yet. The question: {ex.question} Answer with {ex.shape}.")
+    try:
+        diff = ex.compare(answer, ex.expected())
+    except _Bad as bad:
+        return Feedback(ex.name, False, f"{bad}. Answer with {ex.shape}.")
+    except Exception as err:  # never a traceback for the learner
+        return Feedback(ex.name, False, f"could not check that answer ({type(err).__name__}: {err}). "
+                                        f"Answer with {ex.shape}.")
+    if diff is None:
+        return Feedback(ex.name, True, "correct. " + ex.why)
+    return Feedback(ex.name, False, f"not yet: {diff}. Hint: {ex.hint}")
+
+
+def solution(name: str) -> _Text:
+    """The answer to ``name`` (computed from the emulation) and why it is so."""
+    ex = _lookup(name)
+    if isinstance(ex, str):
+        return _Text(ex)
+    ref = _REFERENCES.get(ex.name)
+    if ref is not None:
+        parts = [_size_reference, ref] if ex.name == "size-all-bars" else [ref]
+        body = "\n\n".join(inspect.getsource(f).rstrip() for f in parts)
+        for private, public in _PUBLIC_NAMES.items():
+            body = body.replace(private, public)
+        answer = (f"one way to write it:\n\n{body}\n\n"
+                  f"check('{ex.name}', {_PUBLIC_NAMES[ref.__name__]}) passes.")
+    else:
+        answer = _show(ex.expected())
+    return _Text(f"Solution to {ex.name}: {answer}\nWhy: {ex.why}")
+
+
+def hint(name: str) -> _Text:
+    """A nudge for ``name`` without the answer."""
+    ex = _lookup(name)
+    return _Text(ex if isinstance(ex, str) else f"Hint for {ex.name}: {ex.hint}")
+
+
+def given(name: str) -> Any:
+    """The input an exercise hands you (e.g. the mystery lspci dump)."""
+    ex = _lookup(name)
+    if isinstance(ex, str):
+        return _Text(ex)
+    make = _GIVEN.get(ex.name)
+    return _Text(make()) if make else _Text(f"{ex.name} has no given input; the question says it all: "
+                                            f"{ex.question}")
+
+
+def exercises(notebook: str | None = None) -> _Text:
+    """The exercises, by notebook (or those of one notebook)."""
+    lines = []
+    for nb in NOTEBOOKS:
+        if notebook and not nb.startswith(str(notebook)):
+            continue
+        lines.append(f"{nb}:")
+        lines += [f"  {e.name:24s} {e.question}" for e in EXERCISES.values() if e.notebook == nb]
+    return _Text("\n".join(lines) if lines else f"no notebook {notebook!r}; they are {', '.join(NOTEBOOKS)}")

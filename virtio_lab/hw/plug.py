@@ -1,0 +1,166 @@
+"""plug(): run QEMU 7.2's plug path for one device on one machine and return its trace."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cached_property, lru_cache
+
+from ..errors import VirtioLabError
+from ..trace import SPACES, Event, Tracer
+from .devices import model_for, supported_types
+from .machine import Machine
+from .spec import DeviceSpec, parse_spec
+from .state import Facts, PlugState
+from .virtio_pci import PlugError, VirtIOPCIProxy
+
+__all__ = ["Trace", "plug", "StepError"]
+
+class StepError(VirtioLabError, IndexError):
+    """A step outside the trace (an IndexError too, so ``trace.state_at`` indexes like a list)."""
+
+
+class Trace:
+    """The ordered events of one plug, and the state after any of them.
+
+    ``state_at(i)`` replays the writes of events 0..i onto zeroed arrays; a few
+    checkpoints keep that cheap, so stepping back and forth is indexing.
+    """
+
+    def __init__(self, spec: DeviceSpec, machine: Machine, events: tuple[Event, ...],
+                 size: int, error: VirtioLabError | None = None):
+        self.spec = spec
+        self.machine = machine
+        self.events = events
+        self.size = size
+        self.error = error
+        self._cache: dict[int, dict[str, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, i: int) -> Event:
+        return self.events[i]
+
+    def __iter__(self):
+        return iter(self.events)
+
+    def __repr__(self) -> str:
+        return (f"<Trace {self.spec.text!r} on {self.machine.label}: {len(self.events)} events"
+                f"{', refused' if self.error else ''}>")
+
+    def _arrays_at(self, i: int) -> dict[str, bytes]:
+        if i in self._cache:
+            return self._cache[i]
+        start = max((k for k in self._cache if k < i), default=-1)
+        base = self._cache[start] if start >= 0 else {n: bytes(self.size) for n in SPACES}
+        writes = [w for ev in self.events[start + 1:i + 1] for w in ev.writes]
+        frozen = dict(base)  # arrays no write touched stay shared with the earlier step
+        for name in {w.space for w in writes}:
+            arr = bytearray(base[name])
+            for w in writes:
+                if w.space == name:
+                    arr[w.offset:w.offset + w.width] = w.new
+            frozen[name] = bytes(arr)
+        self._cache[i] = frozen
+        return frozen
+
+    def state_at(self, i: int) -> PlugState:
+        """The device as it stands after event ``i`` (negative indexes count from the end)."""
+        if not self.events:
+            raise StepError("empty trace: nothing was plugged")
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise StepError(f"a step is an event index (an integer), not {type(i).__name__}")
+        n = len(self.events)
+        if not -n <= i < n:
+            raise StepError(f"step {i} is outside 0..{n - 1}")
+        if i < 0:
+            i += n
+        a = self._arrays_at(i)
+        return PlugState(a["config"], a["wmask"], a["w1cmask"], a["cmask"], a["used"],
+                         self.events[i].facts, i)
+
+    @cached_property
+    def final(self) -> PlugState:
+        return self.state_at(len(self.events) - 1)
+
+    def index_of(self, function: str, start: int = 0) -> int:
+        """The first event at or after ``start`` whose QEMU function is ``function``."""
+        for ev in self.events[start:]:
+            if ev.function == function:
+                return ev.index
+        raise VirtioLabError(f"no step calls {function}; the trace has: "
+                             f"{', '.join(sorted({e.function for e in self.events}))}")
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return tuple(e.function for e in self.events)
+
+    def narrate(self) -> str:
+        """One line per event: step, indentation by call depth, QEMU function, explanation."""
+        lines = []
+        for e in self.events:
+            w = sum(1 for x in e.writes if x.space == "config")
+            tag = f" [{w} config write{'s' if w != 1 else ''}]" if w else ""
+            lines.append(f"{e.index:3d} {'  ' * e.depth}{e.function}{' (cont.)' if e.continued else ''}: "
+                         f"{e.explanation}{tag}")
+        return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def _types() -> dict:
+    return supported_types()
+
+
+@lru_cache(maxsize=1)
+def _type_names() -> tuple[str, ...]:
+    return tuple(sorted(_types()))
+
+
+@lru_cache(maxsize=512)
+def _parse(text: str) -> DeviceSpec:
+    """parse_spec is pure and DeviceSpec is frozen, so a spec parsed once is reused."""
+    return parse_spec(text, _type_names())
+
+
+def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False) -> Trace:
+    """Plug one virtio-pci device the way QEMU 7.2 does and record every step.
+
+    ``spec`` is a ``-device`` string (``"virtio-net-pci,disable-legacy=on"``).
+    Raises :class:`~virtio_lab.errors.VirtioLabError` for bad input; a combination
+    QEMU refuses raises :class:`PlugError` with QEMU's message and ``.trace`` set to
+    the events up to the refusal.
+    """
+    m = machine if isinstance(machine, Machine) else Machine(machine, root_port)
+    ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec) if isinstance(spec, str)
+          else parse_spec(spec, _type_names()))
+    info = _types().get(ds.type) or model_for(ds.type)
+    if ds.value("bus") is not None:
+        m.check_bus(ds.value("bus"))
+    if ds.value("addr") not in (None, -1):
+        m = replace(m, devfn=ds.value("addr"))
+    tracer = Tracer(Facts())
+    proxy = VirtIOPCIProxy(info, ds, tracer, bus_path=m.bus_path, pcie_port=m.pcie_port,
+                           bus_is_express=m.bus_is_express, bdf=m.bdf)
+    try:
+        proxy.instance_init()
+        with tracer.call("device_set_realized", "hw/core/qdev.c",
+                         f"Realize {ds.type} at {m.bdf} on {m.label}: run the realize chain "
+                         f"virtio_pci_dc_realize → pci_qdev_realize → virtio_pci_realize."):
+            if info.model.pre_plug is not None:
+                proxy.memory_device_pre_plug()
+            proxy.virtio_pci_dc_realize()
+            with tracer.call("pci_qdev_realize", "hw/pci/pci.c",
+                             "The generic PCI realize: register the device on its bus, run the "
+                             "class realize (virtio_pci_realize), then add the option ROM."):
+                romsize = ds.value("romsize")
+                # is_power_of_2: zero is not one
+                if romsize not in (None, 0xFFFFFFFF) and (romsize == 0 or romsize & (romsize - 1)):
+                    proxy.fail(f"ROM size {romsize} is not a power of two", where="pci_qdev_realize",
+                               source="hw/pci/pci.c")
+                proxy.do_pci_register_device(m.slot_conflict(ds.type))
+                proxy.virtio_pci_realize()
+                proxy.pci_add_option_rom()
+    except PlugError as err:
+        err.trace = Trace(ds, m, tracer.close(), proxy.cs.size if proxy.cs else 256, err)
+        raise
+    return Trace(ds, m, tracer.close(), proxy.cs.size)

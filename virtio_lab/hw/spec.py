@@ -1,0 +1,428 @@
+"""Parse a ``-device`` spec the way QEMU 7.2 does: type name, properties, typed values.
+
+The property set and defaults of every device type are QEMU's own, recorded from
+``qemu-system-x86_64 -device TYPE,help`` into ``data/props/TYPE.txt``. Values are
+checked by the property's QAPI type, with QEMU's error texts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from importlib import resources
+from typing import Any
+
+from ..errors import VirtioLabError
+
+__all__ = ["PropDef", "DeviceSpec", "parse_spec", "type_properties", "known_types", "qdict_order"]
+
+_LINE = re.compile(r"^  ([A-Za-z0-9_.-]+)=<([^>]+>?)>\s*(?:-\s*(.*?))?\s*$")
+_DEFAULT = re.compile(r"\(default: (.*)\)\s*$")
+_TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class PropDef:
+    """One QOM property of a device type: name, QAPI type, default (None when unset)."""
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+
+
+def _convert_default(ptype: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    text = text.strip('"')
+    if ptype == "bool":
+        return text == "true"
+    if ptype in ("uint8", "uint16", "uint32", "uint64", "int32", "int64", "int", "size"):
+        return int(text)
+    return text
+
+
+@lru_cache(maxsize=None)
+def type_properties(type_name: str) -> dict[str, PropDef]:
+    """The properties QEMU 7.2 lists for ``type_name`` (an empty dict if unknown)."""
+    if not _TYPE_NAME.fullmatch(type_name):  # never a path: "../x", NUL bytes, slashes
+        return {}
+    try:
+        text = resources.files("virtio_lab").joinpath("data").joinpath("props").joinpath(f"{type_name}.txt").read_text()
+    except FileNotFoundError:
+        return {}
+    props: dict[str, PropDef] = {}
+    for line in text.splitlines()[1:]:
+        m = _LINE.match(line)
+        if not m:
+            continue
+        name, ptype, rest = m.group(1), m.group(2), m.group(3) or ""
+        d = _DEFAULT.search(rest)
+        help_text = _DEFAULT.sub("", rest).strip()
+        props[name] = PropDef(name, ptype, _convert_default(ptype, d.group(1) if d else None), help_text)
+    return props
+
+
+@lru_cache(maxsize=1)
+def known_types() -> tuple[str, ...]:
+    files = resources.files("virtio_lab").joinpath("data").joinpath("props")
+    return tuple(sorted(p.name[:-4] for p in files.iterdir() if p.name.endswith(".txt")))
+
+
+_BOOL_TRUE = ("on", "yes", "true", "y")
+_BOOL_FALSE = ("off", "no", "false", "n")
+_INT_RANGES = {
+    "uint8": (0, 0xFF, "uint8_t"), "uint16": (0, 0xFFFF, "uint16_t"),
+    "uint32": (0, 0xFFFFFFFF, "uint32_t"), "uint64": (0, 2**64 - 1, "uint64_t"),
+    "int32": (-(2**31), 2**31 - 1, "int32_t"), "int64": (-(2**63), 2**63 - 1, "int64_t"),
+    "int": (-(2**63), 2**63 - 1, "int64_t"),
+}
+_SIZE_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+                "p": 1 << 50, "e": 1 << 60}
+
+
+_SIZE = re.compile(r"[ \t\n\v\f\r]*\+?(?:0[xX](?P<hex>[0-9a-fA-F]+)|(?P<int>[0-9]+)(?P<frac>\.[0-9]*)?)"
+                   r"(?P<suffix>[bBkKmMgGtTpPeE]?)")
+
+
+def _parse_size(name: str, text: str) -> int:
+    """QEMU 7.2's qemu_strtosz (util/cutils.c: do_strtosz), as -device reads a size.
+
+    Decimal or 0x hex, an optional B/K/M/G/T/P/E suffix (powers of 1024, either
+    case); a decimal fraction only with a scaling suffix (``1.5k``; ``1.0`` and
+    ``1.`` pass, ``1.5`` does not), rounded to the nearest byte, half up; no sign
+    but ``+``, no exponent, no trailing text; results from 2^64 up are refused."""
+    fail = VirtioLabError(f"Parameter '{name}' expects size")
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise fail
+    mul = _SIZE_SUFFIX[m.group("suffix").lower()]
+    if m.group("hex") is not None:
+        value = int(m.group("hex"), 16) * mul
+    else:
+        whole = int(m.group("int"))
+        if whole >= 2**64:
+            raise fail  # strtoull overflows
+        # the fraction as a 64-bit binary fixed-point number, as QEMU keeps it
+        # (a fraction that rounds to 1.0 wraps to 0 in the conversion, as on x86-64)
+        frac = int(float("0" + m.group("frac")) * 2.0**64) % 2**64 if m.group("frac") else 0
+        if frac and mul == 1:
+            raise fail
+        part = frac * mul
+        value = whole * mul + (part >> 64) + ((part >> 63) & 1)
+    if value >= 2**64:
+        raise fail
+    return value
+
+
+def _parse_int(text: str) -> int | None:
+    """QEMU's qemu_strtou64 with base 0: decimal, 0x hex, leading-0 octal."""
+    t = text.strip()
+    try:
+        if re.fullmatch(r"-?0[xX][0-9a-fA-F]+", t):
+            return int(t, 16)
+        if re.fullmatch(r"-?0[0-7]+", t):
+            return int(t, 8)
+        if re.fullmatch(r"-?[0-9]+", t):
+            return int(t, 10)
+    except ValueError:
+        return None
+    return None
+
+
+#: Properties ``-device TYPE,help`` prints as ``<size>`` but QEMU stores in 32 bits
+#: (DEFINE_PROP_SIZE32: the block properties of DEFINE_BLOCK_PROPERTIES_BASE).
+_SIZE32 = frozenset({"min_io_size", "opt_io_size", "discard_granularity"})
+#: The description QEMU gives its block-size property type (qdev_prop_blocksize).
+_BLOCKSIZE_HELP = "A power of two between 512 B and 2 MiB"
+_BLOCKSIZE_MIN, _BLOCKSIZE_MAX = 512, 2 * 1024 * 1024
+
+
+def _check_size_kind(prop: PropDef, owner: str, value: int) -> int:
+    """The setters of QEMU's size-like property types (hw/core/qdev-properties*.c:
+    set_size32 — at most UINT32_MAX, named by the owning virtio device's type;
+    set_blocksize — 0 (unset) or a power of two in [512 B, 2 MiB], named with the
+    (empty) id of the inner device)."""
+    if prop.name in _SIZE32 and value > 0xFFFFFFFF:
+        raise VirtioLabError(f"Property {owner}.{prop.name} doesn't take value {value} "
+                             f"(maximum: {0xFFFFFFFF})")
+    if prop.help.startswith(_BLOCKSIZE_HELP) and value:
+        if not _BLOCKSIZE_MIN <= value <= _BLOCKSIZE_MAX:
+            raise VirtioLabError(f"Property .{prop.name} doesn't take value {value} "
+                                 f"(minimum: {_BLOCKSIZE_MIN}, maximum: {_BLOCKSIZE_MAX})")
+        if value & (value - 1):
+            raise VirtioLabError(f"Property .{prop.name} doesn't take value '{value}', "
+                                 "it's not a power of 2")
+    return value
+
+
+#: QOM properties with a getter and no setter, by proxy type (transitional variants
+#: included) -> (the type QEMU names, property names).  ``-device TYPE,help`` lists
+#: them like the others, but setting one fails before its value is even read
+#: (qom/object.c: object_property_set).
+_READ_ONLY = {"virtio-mem-pci": ("virtio-mem", frozenset({"size"})),
+              "virtio-balloon-pci": ("virtio-balloon-device", frozenset({"guest-stats"}))}
+
+
+def _check_writable(type_name: str, key: str) -> None:
+    owner, names = _READ_ONLY.get(re.sub(r"-(non-)?transitional$", "", type_name), ("", ()))
+    if key in names:
+        raise VirtioLabError(f"Property '{owner}.{key}' is not writable")
+
+
+def _poll_interval(value: int, owner: str) -> int:
+    """virtio-balloon.c: balloon_stats_set_poll_interval — seconds, 0 (off) up to UINT32_MAX."""
+    if value < 0:
+        raise VirtioLabError("timer value must be greater than zero")
+    if value > 0xFFFFFFFF:
+        raise VirtioLabError("timer value is too big")
+    return value
+
+
+def _mem_block_size(value: int, owner: str) -> int:
+    """virtio-mem.c: virtio_mem_set_block_size — a power of two, at least 1 MiB."""
+    if value < 1 << 20:
+        raise VirtioLabError("'block-size' property has to be at least 0x100000")
+    if value & (value - 1):
+        raise VirtioLabError("'block-size' property has to be a power of two")
+    return value
+
+
+def _reserved_regions_len(value: int, owner: str) -> int:
+    """virtio-iommu-pci's reserved-regions array: QEMU 7.2 refuses any length but 0 given
+    on -device ("set more than once": the length was already taken when it is set)."""
+    if value:
+        raise VirtioLabError("array size property len-reserved-regions may not be set more than once")
+    return value
+
+
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
+
+
+def _macaddr(value: str, owner: str) -> str:
+    """hw/core/qdev-properties-system.c: set_mac — six two-digit hex bytes, each
+    separator ':' or '-'."""
+    if not _MAC.fullmatch(value):
+        raise VirtioLabError(f"Property '{owner}.mac' doesn't take value '{value}'")
+    return value
+
+
+#: Setters that check a value after its type did (property name -> check(value, owner)).
+_SETTER_CHECKS = {"guest-stats-polling-interval": _poll_interval, "block-size": _mem_block_size,
+                  "len-reserved-regions": _reserved_regions_len, "mac": _macaddr}
+
+
+def _inner_type(type_name: str) -> str:
+    """The virtio device inside a proxy (virtio-blk-pci-transitional -> virtio-blk-device)."""
+    return re.sub(r"-pci(-(non-)?transitional)?$", "", type_name) + "-device"
+
+
+def parse_value(prop: PropDef, text: str, owner: str = "") -> Any:
+    """Convert one property value from its spec text, raising QEMU's message on failure.
+
+    ``owner`` is the type QEMU names in a size32 range error (the inner virtio device)."""
+    t = prop.type
+    if t == "bool":
+        if text in _BOOL_TRUE:
+            return True
+        if text in _BOOL_FALSE:
+            return False
+        raise VirtioLabError(f"Parameter '{prop.name}' expects 'on' or 'off'")
+    if t == "OnOffAuto":
+        if text in ("on", "off", "auto"):
+            return text
+        raise VirtioLabError(f"Parameter '{prop.name}' does not accept value '{text}'")
+    if t in _INT_RANGES:
+        lo, hi, cname = _INT_RANGES[t]
+        v = _parse_int(text)
+        if v is None:
+            raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
+        if hi >= 2**63 - 1:  # 64-bit: qemu_strtou64/qemu_strtoi64 themselves refuse overflow
+            fits = -(2**64) < v < 2**64 if t.startswith("u") else lo <= v <= hi
+            if not fits:
+                raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
+        if v < 0 and t.startswith("u"):
+            v &= 2**64 - 1  # strtoull wraps negatives, then the range check refuses them
+        if not lo <= v <= hi:
+            raise VirtioLabError(f"Parameter '{prop.name}' expects {cname}")
+        return v
+    if t == "size":
+        return _check_size_kind(prop, owner, _parse_size(prop.name, text))
+    return text  # str, links (backend ids), enums kept verbatim
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed ``-device`` spec: the type and the properties the user set, typed."""
+
+    type: str
+    options: tuple[tuple[str, Any], ...]
+    text: str
+
+    @cached_property
+    def _set(self) -> dict[str, Any]:
+        """The options as a dict (a later duplicate wins, as in QEMU)."""
+        return dict(self.options)
+
+    @cached_property
+    def _effective(self) -> dict[str, Any]:
+        """QEMU's defaults for this type, overlaid with the user's options."""
+        values = {name: p.default for name, p in type_properties(self.type).items()}
+        values.update(self._set)
+        return values
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._set.get(name, default)
+
+    def has(self, name: str) -> bool:
+        return name in self._set
+
+    def value(self, name: str) -> Any:
+        """The effective value: the user's, else QEMU's default for this type."""
+        return self._effective.get(name)
+
+
+def _split_options(text: str) -> list[str]:
+    """Split on commas; QEMU's option syntax writes a literal comma as ',,'."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == ",":
+            if i + 1 < len(text) and text[i + 1] == ",":
+                cur.append(",")
+                i += 2
+                continue
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+#: QDICT_BUCKET_MAX in QEMU's qobject/qdict.c: the hash table size of a QDict.
+_QDICT_BUCKETS = 512
+
+
+def _qdict_bucket(key: str) -> int:
+    """The bucket QEMU's QDict files ``key`` under (qobject/qdict.c: tdb_hash, mod 512).
+
+    The hash (from the TDB project): start from the key length times 0x238F13AF, add
+    each byte shifted left by ``5*i mod 24`` bits, then one linear-congruential step;
+    all in 32-bit unsigned arithmetic."""
+    raw = key.encode()
+    h = (0x238F13AF * len(raw)) & 0xFFFFFFFF
+    for i, byte in enumerate(raw):
+        h = (h + (byte << (i * 5 % 24))) & 0xFFFFFFFF
+    return ((1103515243 * h + 12345) & 0xFFFFFFFF) % _QDICT_BUCKETS
+
+
+def qdict_order(keys: list[str]) -> list[str]:
+    """``keys`` (distinct, in insertion order) in the order QEMU's ``qdict_first/next`` visits them.
+
+    qdev_device_add turns the -device options into a QDict and sets the properties
+    by walking it (qdev-monitor.c: qdev_device_add_from_qdict ->
+    object_set_properties_from_keyval), so a spec with several bad values fails on
+    the first one in *this* order, not the first one written: buckets in index
+    order, and within a bucket the key written first first (entries are pushed at
+    the head of a bucket's list, and the copy qdev keeps of the dict reverses that)."""
+    return [k for _, _, k in sorted((_qdict_bucket(k), i, k) for i, k in enumerate(keys))]
+
+
+#: How ``-device TYPE,help`` describes the PCI address property (qdev_prop_pci_devfn).
+_DEVFN_HELP = "Slot and optional function number"
+_HEX = re.compile(r"[ \t\n\v\f\r]*(?P<sign>[+-]?)(?P<prefix>0[xX])?(?P<digits>[0-9a-fA-F]*)")
+
+
+def _scan_hex(text: str) -> tuple[int | None, str]:
+    """One ``%x`` conversion of glibc's sscanf: (value or None when nothing matched, rest).
+
+    Leading white space and a sign are taken; a ``0x`` prefix counts as read even with no
+    digit after it (``addr=0x`` is slot 0, as real QEMU shows)."""
+    m = _HEX.match(text)
+    if not m["prefix"] and not m["digits"]:
+        return None, text
+    value = int(m["digits"] or "0", 16)
+    return (-value % 2**64 if m["sign"] == "-" else value), text[m.end():]
+
+
+def parse_devfn(type_name: str, key: str, text: str) -> int:
+    """The PCI address property as -device parses it (hw/core/qdev-properties-system.c:
+    set_pci_devfn, which scans ``%x.%x`` then ``%x`` and wants the whole string used):
+    ``SLOT[.FN]`` in hex, slot ≤ 0x1f, function ≤ 7; returns the devfn."""
+    fail = VirtioLabError(f"Property '{type_name}.{key}' doesn't take value '{text}'")
+    slot, rest = _scan_hex(text)
+    fn = 0
+    if slot is None:
+        raise fail
+    if rest.startswith("."):
+        fn, rest = _scan_hex(rest[1:])
+        if fn is None:
+            raise fail
+    if rest or slot > 0x1F or fn > 7:
+        raise fail
+    return slot << 3 | fn
+
+
+def unknown_model(type_name: str, known) -> VirtioLabError:
+    """QEMU's refusal of an unknown ``-device`` type, with the nearest name (or the list) as hint."""
+    known = tuple(known)
+    close = difflib.get_close_matches(type_name, known, n=1, cutoff=0.75)
+    hint = (f"did you mean {close[0]}?" if close else
+            "python -m virtio_lab devices lists the models; choose one of: " + ", ".join(known))
+    return VirtioLabError(f"'{type_name}' is not a valid device model name", hint)
+
+
+def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
+    """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
+    if not isinstance(text, str):
+        raise VirtioLabError(f"a device spec is a string such as \"virtio-net-pci,disable-legacy=on\", "
+                             f"not {type(text).__name__}")
+    if not text.strip():
+        raise VirtioLabError("empty device spec: give a device type such as virtio-net-pci "
+                             "(python -m virtio_lab devices lists them)")
+    parts = _split_options(text.lstrip())  # a trailing space belongs to the last value, as in QEMU
+    type_name = parts[0].strip()
+    if type_name.startswith("driver="):
+        type_name = type_name[len("driver="):]
+    known = supported if supported is not None else known_types()
+    if type_name not in known:
+        if type_properties(type_name) and supported is not None:
+            raise VirtioLabError(f"'{type_name}' needs a host backend that virtio_lab does not "
+                                 f"model; choose one of: {', '.join(known)}")
+        raise unknown_model(type_name, known)
+    props = type_properties(type_name)
+    raw: list[tuple[str, str]] = []
+    for part in parts[1:]:
+        if part == "":
+            continue
+        if "=" in part:
+            raw.append(tuple(part.split("=", 1)))  # type: ignore[arg-type]
+        else:  # QEMU reads a bare name as name=on
+            raw.append((part, "on"))
+    # One value per key, the last one written (qemu_opts_to_qdict replaces earlier
+    # ones), checked in QEMU's QDict order; id and bus are consumed before that.
+    last = dict(raw)
+    typed: dict[str, Any] = {}
+    for key in qdict_order(list(last)):
+        if key in ("id", "bus"):
+            typed[key] = last[key]
+            continue
+        prop = props.get(key)
+        if prop is None and key in ("help", "?"):  # QEMU prints the list and exits
+            raise VirtioLabError(f"{type_name},{key} asks QEMU for the options: "
+                                 f"python -m virtio_lab devices {type_name} lists them")
+        if prop is None:
+            raise VirtioLabError(f"Property '{type_name}.{key}' not found")
+        _check_writable(type_name, key)
+        if prop.help.startswith(_DEVFN_HELP):
+            typed[key] = parse_devfn(type_name, key, last[key])
+            continue
+        typed[key] = parse_value(prop, last[key], _inner_type(type_name))
+        if key in _SETTER_CHECKS:
+            typed[key] = _SETTER_CHECKS[key](typed[key], _inner_type(type_name))
+    options = [(key, typed[key]) for key, _ in raw]
+    return DeviceSpec(type_name, tuple(options), text.strip())

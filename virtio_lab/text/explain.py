@@ -1,0 +1,785 @@
+"""Explain an ``lspci -x/-xxx/-xxxx`` dump from any VMM, and name the QEMU spec behind it.
+
+    >>> from virtio_lab.text.explain import explain
+    >>> reports = explain(open("vm.txt").read())      # one DeviceReport per device
+    >>> reports[0].qemu["spec"]                          # e.g. 'virtio-net-pci,vectors=2'
+
+Input: what ``lspci -x``, ``-xxx`` or ``-xxxx`` prints (one or many devices, 64, 256
+or 4096 bytes each), with or without the ``-v`` text around it, pasted from QEMU, a
+cloud VM, another hypervisor or hardware. A device starts at a line ``bb:dd.f ...``
+(``dddd:bb:dd.f`` too); its hex lines are ``xx: b0 .. b15``; indented lines (lspci's
+``-v`` text) and lines that are neither are skipped. Malformed hex raises
+:class:`~virtio_lab.errors.VirtioLabError` with the line number.
+
+For each device: the header fields and BARs explained, the capability list in chain
+order with every field decoded (virtio ``cfg_type`` structures by name), warnings for
+what is suspicious, and — when it looks like QEMU — the ``-device`` spec and machine
+that reproduce it, found by plugging candidate specs with :func:`virtio_lab.plug` and
+comparing bytes. What firmware and the guest driver change (BAR and ROM addresses,
+COMMAND, cache line, latency, interrupt line, MSI-X enable/mask, PCIe and PM control
+registers, the PCI-cfg window) is reported as such, not as a difference in the device.
+
+Backends: a spec that needs one keeps the core's stand-in (``drive=d0`` for
+virtio-blk, ``memdev=mem0``, ``fsdev=fs0,mount_tag=share``, ``cryptodev=cr0``): QEMU
+refuses the device without it, and nothing in config space tells which backend it was.
+Options that live outside PCI config space (MAC address, feature bits, queue sizes,
+``rombar``/``romfile`` before firmware maps the ROM) cannot be recovered from a dump.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import VirtioLabError
+from ..pci import regs
+from ..pci.bits import get_le
+from ..pci.capability import walk_capabilities, walk_ext_capabilities
+
+__all__ = ["DeviceReport", "explain", "parse_dump", "render", "VIRTIO_TYPES", "cap_explanation"]
+
+#: virtio device ids (VIRTIO spec 5: Device Types) → name
+VIRTIO_TYPES = {
+    1: "network", 2: "block", 3: "console", 4: "entropy (rng)", 5: "memory balloon",
+    8: "SCSI host", 9: "9P transport", 16: "GPU", 18: "input", 19: "socket (vsock)",
+    20: "crypto", 23: "IOMMU", 24: "memory (virtio-mem)", 26: "file system (virtiofs)",
+    27: "persistent memory", 25: "sound",
+}
+_CFG_TYPES = {1: "common", 2: "notify", 3: "isr", 4: "device", 5: "pci-cfg", 8: "shared-memory",
+              9: "vendor"}
+_CAP_NAMES = {0x01: "Power Management", 0x05: "MSI", 0x09: "Vendor Specific", 0x10: "PCI Express",
+              0x11: "MSI-X", 0x03: "VPD", 0x0D: "Bridge subsystem vendor", 0x12: "SATA", 0x13: "AF"}
+_EXT_NAMES = {0x0001: "Advanced Error Reporting", 0x000F: "Address Translation Service",
+              0x0003: "Device Serial Number", 0x0010: "SR-IOV", 0x000B: "Vendor Specific"}
+_PORT_TYPES = {0: "Endpoint", 1: "Legacy Endpoint", 4: "Root Port", 5: "Upstream Port",
+               6: "Downstream Port", 7: "PCIe-to-PCI Bridge", 8: "PCI-to-PCIe Bridge",
+               9: "Root Complex Integrated Endpoint", 10: "Root Complex Event Collector"}
+
+FIRMWARE_NOTE = ("BAR/ROM addresses, COMMAND, cache line, latency timer, interrupt line, MSI-X "
+                 "enable/mask and the PCIe/PM control registers are firmware/driver state: "
+                 "QEMU's freshly plugged device has them 0")
+
+
+# ----------------------------------------------------------------------------- parsing
+_HEADER = re.compile(r"^(?:(?P<dom>[0-9a-fA-F]{4,6}):)?(?P<bus>[0-9a-fA-F]{2}):(?P<dev>[0-9a-fA-F]{2})"
+                     r"\.(?P<fn>[0-7])(?=\s|$)")
+_HEXISH = re.compile(r"^(?P<off>[0-9a-fA-F]+):(?P<rest>(?:\s.*)?)$")
+_HEX_INDENTED = re.compile(r"^\s+[0-9a-fA-F]{2,3}:(\s+[0-9a-fA-F]{2}){1,16}\s*$")
+_BYTE = re.compile(r"^[0-9a-fA-F]{2}$")
+
+
+@dataclass
+class _Block:
+    bdf: str
+    header: str
+    line: int
+    data: bytearray = field(default_factory=bytearray)
+    last_line: int = 0
+
+
+def _text(data: str | bytes) -> str:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
+        try:
+            s = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            raise VirtioLabError(f"line {line}: binary data (byte 0x{data[err.start]:02x}), "
+                                 "not lspci text") from None
+    else:
+        s = str(data)
+    for m in re.finditer(r"[\x00-\x08\x0b\x0e-\x1f\x7f]", s):
+        line = s.count("\n", 0, m.start()) + 1
+        raise VirtioLabError(f"line {line}: binary data (control byte 0x{ord(m.group()):02x}), "
+                             "not lspci text")
+    return s
+
+
+def parse_dump(data: str | bytes) -> list[tuple[str, str, int, bytes]]:
+    """Split lspci hex-dump text into devices: ``[(bdf, header line, line number, bytes)]``."""
+    text = _text(data)
+    if not text.strip():
+        raise VirtioLabError("line 1: empty input: expected lspci -x, -xxx or -xxxx output "
+                             "(a 'bb:dd.f ...' line, then 'xx: ..' hex lines)")
+    blocks: list[_Block] = []
+    cur: _Block | None = None
+
+    def close(b: _Block | None) -> None:
+        if b is None:
+            return
+        if not b.data:
+            raise VirtioLabError(f"line {b.line}: device {b.bdf} has no hex dump lines "
+                                 "(run lspci with -x, -xxx or -xxxx)")
+        if len(b.data) < 64:
+            raise VirtioLabError(f"line {b.last_line}: device {b.bdf} has only {len(b.data)} bytes; "
+                                 "lspci -x prints at least 64 (truncated paste?)")
+
+    lines = text.split("\n")
+    for no, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            if cur is not None and cur.data:
+                close(cur)
+                cur = None
+            continue
+        m = _HEADER.match(line)
+        if m:
+            close(cur)
+            bdf = f"{m['bus']}:{m['dev']}.{m['fn']}".lower()
+            if m["dom"]:
+                bdf = f"{m['dom'].lower()}:{bdf}"
+            cur = _Block(bdf, line, no)
+            blocks.append(cur)
+            continue
+        if line[0] in " \t":
+            if not _HEX_INDENTED.match(line):
+                continue  # lspci -v text
+            line = line.strip()
+        hm = _HEXISH.match(line)
+        if not hm:
+            continue  # prose, a shell prompt, lspci's stderr noise...
+        _hex_line(cur, no, hm["off"], hm["rest"], line)
+    close(cur)
+    if not blocks:
+        raise VirtioLabError(f"line {len(lines)}: no device found: expected a 'bb:dd.f Class: Vendor "
+                             "Device' line followed by 'xx: ..' hex lines (lspci -x, -xxx or -xxxx output)")
+    return [(b.bdf, b.header, b.line, bytes(b.data)) for b in blocks]
+
+
+def _hex_line(cur: _Block | None, no: int, off_text: str, rest: str, line: str) -> None:
+    if cur is None:
+        raise VirtioLabError(f"line {no}: hex dump line before any device line (expected "
+                             "'bb:dd.f Class: Vendor Device' first, as lspci -x prints)")
+    if not 2 <= len(off_text) <= 8:
+        raise VirtioLabError(f"line {no}: bad offset '{off_text}:' (lspci writes 2 or 3 hex digits)")
+    off = int(off_text, 16)
+    if off % 16:
+        raise VirtioLabError(f"line {no}: bad offset 0x{off:x}: lspci starts a line every 16 bytes")
+    if off >= 4096:
+        raise VirtioLabError(f"line {no}: offset 0x{off:x} is beyond 4096 bytes, the end of PCIe "
+                             "config space")
+    expected = len(cur.data)
+    if off < expected:
+        raise VirtioLabError(f"line {no}: duplicate offset 0x{off:02x} (device {cur.bdf} already has "
+                             f"bytes up to 0x{expected - 1:02x})")
+    if off > expected:
+        raise VirtioLabError(f"line {no}: offset 0x{off:02x} where 0x{expected:02x} was expected "
+                             "(lines missing or out of order)")
+    tokens = rest.split()
+    for t in tokens:
+        if not _BYTE.match(t):
+            if re.fullmatch(r"[0-9a-fA-F]+", t):
+                raise VirtioLabError(f"line {no}: '{t}' is not a byte: lspci prints two hex digits "
+                                     "per byte")
+            raise VirtioLabError(f"line {no}: '{t}' is not a hex byte")
+    if len(tokens) != 16:
+        raise VirtioLabError(f"line {no}: {len(tokens)} bytes at 0x{off:02x}; lspci prints 16 per "
+                             "line (truncated line?)")
+    cur.data += bytes(int(t, 16) for t in tokens)
+    cur.last_line = no
+
+
+# ----------------------------------------------------------------------------- decoding
+@dataclass
+class DeviceReport:
+    """One device of a dump: decoded fields, capabilities, warnings, the QEMU match."""
+
+    bdf: str
+    header: str
+    line: int
+    config: bytes
+    vendor_id: int
+    device_id: int
+    revision: int
+    class_code: int  # class word: base << 8 | subclass (lspci -nn's [0200])
+    prog_if: int
+    subsystem_vendor: int
+    subsystem_id: int
+    fields: list[tuple[str, str, str]] = field(default_factory=list)  # (where, name, explanation)
+    bars: list[dict[str, Any]] = field(default_factory=list)
+    caps: list[dict[str, Any]] = field(default_factory=list)
+    ext_caps: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    virtio: dict[str, Any] | None = None
+    qemu: dict[str, Any] | None = None
+
+    @property
+    def bytes_available(self) -> int:
+        return len(self.config)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bdf": self.bdf, "vendor_id": self.vendor_id, "device_id": self.device_id,
+                "revision": self.revision, "class": self.class_code, "prog_if": self.prog_if,
+                "subsystem_vendor": self.subsystem_vendor, "subsystem_id": self.subsystem_id,
+                "bytes_available": self.bytes_available, "bars": self.bars, "caps": self.caps,
+                "ext_caps": self.ext_caps, "virtio": self.virtio, "warnings": self.warnings,
+                "qemu": self.qemu}
+
+
+def _bar_kinds(cfg: bytes) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < 6:
+        raw = get_le(cfg, 0x10 + 4 * i, 4)
+        if raw & 1:
+            out.append({"index": i, "kind": "io", "address": raw & ~3, "raw": raw})
+            i += 1
+        elif (raw & 6) == 4:
+            hi = get_le(cfg, 0x14 + 4 * i, 4) if i < 5 else 0
+            out.append({"index": i, "kind": "mem64", "prefetchable": bool(raw & 8),
+                        "address": (raw & ~0xF) | (hi << 32), "raw": raw})
+            i += 2
+        elif raw:
+            out.append({"index": i, "kind": "mem32" if (raw & 6) == 0 else "mem-reserved-type",
+                        "prefetchable": bool(raw & 8), "address": raw & ~0xF, "raw": raw})
+            i += 1
+        else:
+            out.append({"index": i, "kind": "unknown", "address": 0, "raw": 0})
+            i += 1
+    return out
+
+
+def _bar_of(bars: list[dict[str, Any]], index: int) -> tuple[dict[str, Any] | None, bool]:
+    """(the BAR record, whether ``index`` is the upper half of a 64-bit BAR)."""
+    for b in bars:
+        if b["index"] == index:
+            return b, False
+        if b["kind"] == "mem64" and b["index"] + 1 == index:
+            return b, True
+    return None, False
+
+
+def _decode_cap(cfg: bytes, cap, is_virtio: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"offset": cap.offset, "id": cap.id,
+                         "name": _CAP_NAMES.get(cap.id, f"capability 0x{cap.id:02x}"), "next": cap.next}
+    d.update(dict(cap.fields))
+    o, n = cap.offset, len(cfg)
+    if cap.id == regs.CapID.VNDR and "cfg_type" in d:
+        d["virtio"] = is_virtio
+        d["cfg_type_name"] = _CFG_TYPES.get(d["cfg_type"], "unknown")
+        if d["cfg_type"] == regs.VirtioCfgType.PCI_CFG and d.get("cap_len", 0) >= 20 and o + 20 <= n:
+            d["pci_cfg_data"] = get_le(cfg, o + 16, 4)
+        if d["cfg_type"] == regs.VirtioCfgType.SHARED_MEMORY_CFG and d.get("cap_len", 0) >= 24 and o + 24 <= n:
+            d["cap_offset"] |= get_le(cfg, o + 16, 4) << 32
+            d["length"] |= get_le(cfg, o + 20, 4) << 32
+    elif cap.id == regs.CapID.MSIX and o + 4 <= n:
+        ctrl = get_le(cfg, o + 2, 2)
+        d["enabled"] = bool(ctrl & regs.PCI_MSIX_FLAGS_ENABLE)
+        d["function_masked"] = bool(ctrl & regs.PCI_MSIX_FLAGS_MASKALL)
+        d.setdefault("table_size", (ctrl & regs.PCI_MSIX_FLAGS_QSIZE) + 1)
+    elif cap.id == regs.CapID.EXP and o + 4 <= n:
+        flags = get_le(cfg, o + 2, 2)
+        d["version"] = flags & 0xF
+        d["port_type"] = _PORT_TYPES.get((flags >> 4) & 0xF, f"type {(flags >> 4) & 0xF}")
+        if o + 8 <= n:
+            devcap = get_le(cfg, o + 4, 4)
+            d["max_payload"] = 128 << (devcap & 7)
+            d["flr"] = bool(devcap & (1 << 28))
+            d["rber"] = bool(devcap & (1 << 15))
+        if o + 20 <= n:
+            lnk = get_le(cfg, o + 12, 4)
+            d["link_width"] = (lnk >> 4) & 0x3F
+            d["link_speed_code"] = lnk & 0xF
+    elif cap.id == regs.CapID.PM and o + 6 <= n:
+        pmc, ctl = get_le(cfg, o + 2, 2), get_le(cfg, o + 4, 2)
+        d["version"] = pmc & 7
+        d["power_state"] = f"D{ctl & 3}"
+    elif cap.id == regs.CapID.MSI and o + 4 <= n:
+        ctrl = get_le(cfg, o + 2, 2)
+        d["enabled"] = bool(ctrl & 1)
+        d["vectors"] = 1 << ((ctrl >> 1) & 7)
+        d["addr64"] = bool(ctrl & 0x80)
+    return d
+
+
+_VIRTIO_ROLE = {
+    1: "common configuration: feature words, queue select/size/enable/addresses, device status",
+    2: "notification area: the driver writes a queue index at offset + queue_notify_off x multiplier",
+    3: "ISR status: reading it returns and clears the interrupt cause (INTx)",
+    4: "device-specific configuration (MAC, capacity, ...)",
+    5: "PCI configuration access window: reach BAR contents through config space (no BAR needed)",
+    8: "shared memory region", 9: "vendor data",
+}
+
+
+def cap_explanation(c: dict[str, Any]) -> str:
+    """One sentence on what a decoded capability means."""
+    if "cfg_type" in c:
+        role = _VIRTIO_ROLE.get(c["cfg_type"], "unknown virtio structure")
+        if c["cfg_type"] == 5:
+            return role
+        return f"{role}; BAR{c['bar']} + 0x{c['cap_offset']:x}, {c['length']} bytes"
+    if c["id"] == regs.CapID.MSIX and "table_bir" in c:
+        return (f"{c['table_size']} MSI-X vectors; table in BAR{c['table_bir']} + 0x{c['table_offset']:x}, "
+                f"PBA in BAR{c['pba_bir']} + 0x{c['pba_offset']:x}; "
+                f"{'enabled' if c.get('enabled') else 'not enabled'} (the driver enables it)")
+    if c["id"] == regs.CapID.EXP and "port_type" in c:
+        return (f"PCI Express v{c['version']} {c['port_type']}: the device sits on a PCIe link "
+                "(QEMU: behind a root port)")
+    if c["id"] == regs.CapID.PM and "version" in c:
+        return f"power management v{c['version']}, currently {c['power_state']}"
+    if c["id"] == regs.CapID.VNDR:
+        return f"vendor-specific capability, {c.get('cap_len', '?')} bytes (not a virtio structure)"
+    return ""
+
+
+def _header_fields(r: DeviceReport, cfg: bytes) -> None:
+    cmd, sta = get_le(cfg, 4, 2), get_le(cfg, 6, 2)
+    f = r.fields
+    vendor = "Red Hat / Qumranet: the virtio vendor" if r.vendor_id == 0x1AF4 else "vendor"
+    f.append(("0x00", "vendor_id", f"0x{r.vendor_id:04x} ({vendor})"))
+    did = r.device_id
+    if r.vendor_id == 0x1AF4 and 0x1000 <= did <= 0x103F:
+        dmeaning = "transitional/legacy virtio id: the virtio type is the subsystem id"
+    elif r.vendor_id == 0x1AF4 and 0x1040 <= did <= 0x107F:
+        dmeaning = f"modern virtio id 0x1040 + {did - 0x1040} ({VIRTIO_TYPES.get(did - 0x1040, 'type')})"
+    else:
+        dmeaning = "device id"
+    f.append(("0x02", "device_id", f"0x{did:04x} ({dmeaning})"))
+    bits = [n for m, n in ((1, "I/O decode"), (2, "memory decode"), (4, "bus master"),
+                           (0x100, "SERR#"), (0x400, "INTx disabled")) if cmd & m]
+    f.append(("0x04", "command", f"0x{cmd:04x} ({', '.join(bits) or 'nothing enabled'}; set by "
+              "firmware and the driver, 0 right after QEMU's plug)"))
+    sb = [n for m, n in ((0x10, "capability list"), (0x08, "INTx pending"), (0x20, "66 MHz"),
+                         (0x100, "parity error"), (0x800, "target abort signalled"),
+                         (0x2000, "master abort"), (0x4000, "SERR signalled"),
+                         (0x8000, "parity error detected")) if sta & m]
+    f.append(("0x06", "status", f"0x{sta:04x} ({', '.join(sb) or 'none'})"))
+    f.append(("0x08", "revision", f"0x{r.revision:02x} ({'modern-only devices use 1' if r.revision else '0: transitional or legacy'})"))
+    f.append(("0x09", "class", f"0x{r.class_code:04x} prog-if 0x{r.prog_if:02x}"))
+    f.append(("0x0c", "cache_line_size", f"{cfg[0x0C]} (firmware writes it)"))
+    ht = cfg[0x0E]
+    f.append(("0x0e", "header_type", f"0x{ht:02x} (type {ht & 0x7F}"
+              + (", multifunction" if ht & 0x80 else "") + ")"))
+    for b in r.bars:
+        where = f"0x{0x10 + 4 * b['index']:02x}"
+        if b["kind"] == "unknown":
+            f.append((where, f"bar{b['index']}", "0 (unimplemented, or a 32-bit memory BAR firmware has "
+                      "not placed yet: a dump cannot tell; lspci -F does not show it)"))
+            continue
+        addr = f"0x{b['address']:x}" if b["address"] else "unassigned"
+        kind = {"io": "I/O", "mem32": "32-bit memory", "mem64": "64-bit memory"}.get(b["kind"], b["kind"])
+        pre = ", prefetchable" if b.get("prefetchable") else ""
+        f.append((where, f"bar{b['index']}", f"{kind}{pre} at {addr} (address: firmware state)"))
+    f.append(("0x2c", "subsystem", f"{r.subsystem_vendor:04x}:{r.subsystem_id:04x}"))
+    rom = get_le(cfg, 0x30, 4)
+    f.append(("0x30", "rom_address", f"0x{rom:08x}" + (" (firmware placed the option ROM)" if rom else
+                                                       " (not placed: ROM size is not visible in a dump)")))
+    f.append(("0x34", "capabilities_ptr", f"0x{cfg[0x34]:02x}" + ("" if sta & 0x10 else " (ignored: STATUS.CAP_LIST clear)")))
+    f.append(("0x3c", "interrupt", f"line {cfg[0x3C]} (firmware), pin {cfg[0x3D]} "
+              f"({'INT' + chr(64 + cfg[0x3D]) if 1 <= cfg[0x3D] <= 4 else 'none'})"))
+
+
+def _virtio_checks(r: DeviceReport, cfg: bytes) -> None:
+    did = r.device_id
+    legacy_id = did < 0x1040
+    vtype = r.subsystem_id if legacy_id else did - 0x1040
+    vcaps = [c for c in r.caps if c["id"] == regs.CapID.VNDR and "cfg_type" in c]
+    by_type: dict[int, dict[str, Any]] = {}
+    for c in vcaps:
+        by_type.setdefault(c["cfg_type"], c)  # Linux takes the first of each type
+    modern = 1 in by_type
+    r.virtio = {"type": vtype, "name": VIRTIO_TYPES.get(vtype, "unknown"),
+                "id_kind": "transitional" if legacy_id else "modern",
+                "legacy_interface": legacy_id, "modern_interface": modern}
+    w = r.warnings
+    if legacy_id:
+        r.notes.append(f"transitional/legacy id 0x{did:04x}: virtio type {vtype} "
+                       f"({VIRTIO_TYPES.get(vtype, 'unknown')}) from the subsystem id; the legacy "
+                       "virtio 0.9.5 header lives in BAR0 (I/O)")
+        b0, _ = _bar_of(r.bars, 0)
+        if b0 and b0["kind"] not in ("io", "unknown"):
+            w.append(f"BAR0 is {b0['kind']}, but a transitional virtio device needs its legacy "
+                     "header in an I/O BAR0 (virtio spec 4.1.5.1.1.1)")
+        if not vcaps and r.caps_ok:
+            w.append("legacy device without virtio capabilities: only the legacy (0.9.5) interface; "
+                     "a modern (virtio 1.x) driver has nothing to bind to")
+            if r.revision:
+                w.append(f"legacy-only device with revision 0x{r.revision:02x}: the Linux legacy "
+                         "driver requires revision 0")
+    else:
+        if r.revision == 0:
+            w.append("modern-only virtio id with revision 0 (the spec says revision 1 or higher)")
+        if not vcaps and r.caps_ok:
+            w.append("modern virtio id but no virtio capabilities: no driver can probe it")
+    if vcaps:
+        missing = [n for t, n in ((1, "common"), (3, "isr"), (2, "notify")) if t not in by_type]
+        if missing:
+            w.append(f"no virtio {'/'.join(missing)} capability: the Linux modern driver "
+                     + ("falls back to the legacy driver" if 1 not in by_type else "fails the probe"))
+    for c in vcaps:
+        t, name = c["cfg_type"], c["cfg_type_name"]
+        where = f"virtio {name} cap at 0x{c['offset']:02x}"
+        if t in (1, 2, 3, 4):
+            if c["bar"] > 5:
+                w.append(f"{where}: bar {c['bar']} is not a BAR (0-5); drivers skip it")
+            else:
+                bar, upper = _bar_of(r.bars, c["bar"])
+                if upper:
+                    w.append(f"{where}: bar {c['bar']} is the upper half of 64-bit BAR{c['bar'] - 1} "
+                             "(BAR of the wrong kind)")
+                elif bar and bar["kind"] == "unknown" and get_le(cfg, 4, 2) & 3:
+                    w.append(f"{where}: BAR{c['bar']} reads 0 although firmware enabled decoding: "
+                             "unimplemented BAR?")
+            if c["length"] == 0:
+                w.append(f"{where}: zero-length region" + (" (Linux: 'bad capability len 0', probe fails)"
+                                                           if t == 4 else ""))
+            minlen = {1: 56, 2: 2, 3: 1}.get(t, 0)
+            if c["length"] and c["length"] < minlen:
+                w.append(f"{where}: length {c['length']} < {minlen}, the minimum the driver maps")
+            align = {1: 4, 2: 2, 4: 4}.get(t, 1)
+            if c["cap_offset"] % align:
+                w.append(f"{where}: offset 0x{c['cap_offset']:x} not {align}-aligned")
+        if t == 2 and c.get("cap_len", 0) < 20:
+            w.append(f"{where}: cap_len {c['cap_len']} < 20: no notify_off_multiplier")
+        if t == 5 and c.get("cap_len", 0) < 20:
+            w.append(f"{where}: cap_len {c['cap_len']} < 20 (struct virtio_pci_cfg_cap is 20 bytes)")
+    for c in r.caps:
+        if c["id"] == regs.CapID.MSIX:
+            for key in ("table_bir", "pba_bir"):
+                if key in c:
+                    bar, upper = _bar_of(r.bars, c[key])
+                    if c[key] > 5 or upper or (bar and bar["kind"] == "io"):
+                        w.append(f"MSI-X {key.split('_')[0]} in BAR{c[key]}: must be a memory BAR "
+                                 "(BAR of the wrong kind)")
+
+
+def _decode(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
+    r = DeviceReport(bdf=bdf, header=header, line=line, config=cfg,
+                     vendor_id=get_le(cfg, 0, 2), device_id=get_le(cfg, 2, 2), revision=cfg[8],
+                     class_code=get_le(cfg, 0x0A, 2), prog_if=cfg[9],
+                     subsystem_vendor=get_le(cfg, 0x2C, 2), subsystem_id=get_le(cfg, 0x2E, 2))
+    if r.vendor_id == 0xFFFF:
+        r.warnings.append("vendor id 0xffff: no device answered (or the dump is all ones)")
+    if cfg[0x0E] & 0x7F:
+        r.warnings.append(f"header type {cfg[0x0E] & 0x7F}: not a type 0 endpoint; decoded as type 0")
+    r.bars = [{k: v for k, v in b.items() if k != "raw"} for b in _bar_kinds(cfg)]
+    _header_fields(r, cfg)
+    walk = walk_capabilities(cfg)
+    is_virtio = r.vendor_id == 0x1AF4 and 0x1000 <= r.device_id <= 0x107F
+    r.caps = [_decode_cap(cfg, c, is_virtio) for c in walk.caps]
+    for c in r.caps:
+        c["explanation"] = cap_explanation(c)
+    for c in walk.caps:
+        if c.offset + c.length > len(cfg):
+            r.warnings.append(f"{_CAP_NAMES.get(c.id, 'capability')} at 0x{c.offset:02x} is cut off "
+                              f"by the end of the dump ({len(cfg)} bytes)")
+    r.warnings += list(walk.problems)
+    r.caps_ok = not any("beyond" in p for p in walk.problems) and len(cfg) >= 64
+    if any("beyond" in p for p in walk.problems):
+        r.notes.append("the dump is too short for the capability list: use lspci -xxx (256 bytes)")
+    if len(cfg) > 256:
+        r.ext_caps = [{**e.as_dict(), "name": _EXT_NAMES.get(e.id, f"extended capability 0x{e.id:04x}")}
+                      for e in walk_ext_capabilities(cfg)]
+    if is_virtio:
+        _virtio_checks(r, cfg)
+        try:
+            r.qemu = _match_qemu(r, cfg)
+        except VirtioLabError:  # pragma: no cover - candidate specs are built to be valid
+            r.qemu = None
+    return r
+
+
+DeviceReport.caps_ok = True  # type: ignore[attr-defined]
+
+
+def explain(text: str | bytes) -> list[DeviceReport]:
+    """Decode every device of an lspci hex dump; see the module docstring."""
+    return [_decode(*blk) for blk in parse_dump(text)]
+
+
+# ----------------------------------------------------------------------------- QEMU match
+_BACKENDS = {"drive": "drive=d0", "memdev": "memdev=mem0", "fsdev": "fsdev=fs0,mount_tag=share",
+             "cryptodev": "cryptodev=cr0"}
+_TOGGLES = ("x-pcie-flr-init=off", "x-pcie-pm-init=off", "x-pcie-lnkctl-init=off",
+            "x-pcie-deverr-init=off", "x-pcie-extcap-init=off", "aer=on", "ats=on",
+            "x-pcie-lnksta-dllla=off")
+
+
+def _firmware_mask(cand: bytes, kinds: dict[int, str]) -> dict[int, int]:
+    """offset → bits that are firmware/driver state (not compared)."""
+    m: dict[int, int] = {4: 0xFF, 5: 0xFF, 6: 0x0F, 7: 0xF9, 0x0C: 0xFF, 0x0D: 0xFF, 0x3C: 0xFF}
+    for o in range(0x30, 0x34):
+        m[o] = 0xFF
+    i = 0
+    while i < 6:
+        base = 0x10 + 4 * i
+        kind = kinds.get(i)
+        keep = 0x1 if kind == "io" else 0xF
+        m[base] = 0xFF & ~keep
+        for k in range(1, 4):
+            m[base + k] = 0xFF
+        if kind == "mem64":
+            for k in range(4, 8):
+                m[base + k] = 0xFF
+            i += 2
+        else:
+            i += 1
+    for c in walk_capabilities(cand).caps:
+        o = c.offset
+        if c.id == regs.CapID.MSIX:
+            m[o + 3] = 0xC0
+        elif c.id == regs.CapID.EXP:
+            for k in (8, 9, 10, 11, 16, 17, 40, 41):
+                m[o + k] = 0xFF
+        elif c.id == regs.CapID.PM:
+            m[o + 4] = m[o + 5] = 0xFF
+        elif c.id == regs.CapID.VNDR and c.get("cfg_type") == regs.VirtioCfgType.PCI_CFG:
+            m[o + 4] = 0xFF
+            for k in range(8, 20):
+                m[o + k] = 0xFF
+    return m
+
+
+def _compare(dump: bytes, cand: bytes, kinds: dict[int, str]) -> tuple[int, list[int], list[int]]:
+    """(structural difference count, structural offsets, firmware-state offsets)."""
+    n = min(len(dump), len(cand)) if len(dump) <= 256 or len(cand) > 256 else 256
+    mask = _firmware_mask(cand, kinds)
+    real, fw = [], []
+    for i in range(n):
+        a, b = dump[i], cand[i]
+        if a == b:
+            continue
+        ign = mask.get(i, 0)
+        if (a & ~ign) != (b & ~ign):
+            real.append(i)
+        else:
+            fw.append(i)
+    if len(dump) > 256 and len(cand) <= 256:
+        extra = [i for i in range(256, len(dump)) if dump[i] not in (0, 0xFF)]
+        real += extra[:64]
+    return len(real), real, fw
+
+
+def _plug_cfg(spec: str, machine: str, rp: bool) -> tuple[bytes, dict[int, str]] | None:
+    from ..hw.plug import plug
+    try:
+        st = plug(spec, machine, rp).final
+    except VirtioLabError:
+        return None
+    size = st.facts.config_size if st.facts.config_size in (256, 4096) else 256
+    kinds = {b.index: b.kind for b in st.facts.bars if b.index < 6}
+    return bytes(st.config[:size]), kinds
+
+
+def _type_names(r: DeviceReport) -> list[str]:
+    from ..hw.devices import supported_types
+    vt = r.virtio["type"] if r.virtio else -1
+    names = [n for n, info in supported_types().items()
+             if info.variant == "generic" and info.model.virtio_id == vt]
+    names.sort(key=lambda n: (info_class(n) != r.class_code, n == "virtio-vga", n))
+    return names
+
+
+def info_class(name: str) -> int:
+    from ..hw.devices import model_for
+    return model_for(name).model.class_id
+
+
+def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
+    from ..hw.devices import model_for
+    from ..hw.spec import type_properties
+    if r.subsystem_vendor != 0x1AF4:
+        return None
+    names = _type_names(r)
+    if not names:
+        return None
+    legacy = r.device_id < 0x1040
+    modern = bool(r.virtio and r.virtio["modern_interface"]) or not legacy
+    has_exp = any(c["id"] == regs.CapID.EXP for c in r.caps)
+    msix = next((c for c in r.caps if c["id"] == regs.CapID.MSIX), None)
+    caps_visible = r.caps_ok
+    vcaps = [c for c in r.caps if c["id"] == regs.CapID.VNDR and "cfg_type" in c]
+    if has_exp:
+        machines = [("q35", True)]
+    elif r.bdf.split(":")[-2] != "00":
+        machines = [("q35", True), ("pc", False)]
+    else:
+        machines = [("pc", False), ("q35", False)]
+    best: tuple[int, int, int, str, str, bool, list[int], list[int], bytes] | None = None
+    cache: dict[tuple[str, str, bool], Any] = {}
+
+    def score(spec: str, machine: str, rp: bool):
+        key = (spec, machine, rp)
+        if key not in cache:
+            got = _plug_cfg(spec, machine, rp)
+            cache[key] = None if got is None else (_compare(cfg, got[0], got[1]), got[0])
+        return cache[key]
+
+    for name in names[:4]:
+        model = model_for(name).model
+        props = type_properties(name)
+        for mi, (machine, rp) in enumerate(machines):
+            backend = ([_BACKENDS[model.backend]] if model.backend in _BACKENDS
+                       and _plug_cfg(name, machine, rp) is None else [])
+            modes: list[list[str]] = [[]]
+            if not model.forced_modern:
+                both = ["disable-legacy=off"] if rp else []
+                legacy_only = ["disable-modern=on"] + (["disable-legacy=off"] if rp else [])
+                modern_only = [] if rp else ["disable-legacy=on"]
+                if legacy and not caps_visible:  # a short dump cannot show the virtio caps
+                    modes = [both, legacy_only]
+                elif legacy and modern:
+                    modes = [both]
+                elif legacy:
+                    modes = [legacy_only]
+                else:
+                    modes = [modern_only]
+            for mode in modes:
+                opts: list[str] = backend + mode
+                if rp and not has_exp:
+                    opts.append("x-disable-pcie=on")
+                if cfg[0x0E] & 0x80:
+                    opts.append("multifunction=on")
+                if any(c["cfg_type"] == 2 and c.get("notify_off_multiplier") == 0x1000 for c in vcaps):
+                    opts.append("page-per-vq=on")
+                if any(c["cfg_type"] == 2 and (_bar_of(r.bars, c["bar"])[0] or {}).get("kind") == "io"
+                       for c in vcaps):
+                    opts.append("modern-pio-notify=on")
+                base = opts
+                got = score(",".join([name] + base), machine, rp)
+                if got is None:
+                    continue
+                cand_cfg = got[1]
+                if "class" in props and get_le(cand_cfg, 0x0A, 2) != r.class_code:
+                    alt = base + [f"class=0x{r.class_code:04x}"]
+                    if score(",".join([name] + alt), machine, rp) is not None:
+                        base = alt
+                # vectors: MSI-X table size (no MSI-X cap: vectors=0), preferring the natural option
+                if caps_visible:
+                    want = msix["table_size"] if msix else 0
+                    cur = next((c for c in walk_capabilities(cand_cfg).caps if c.id == regs.CapID.MSIX), None)
+                    have = cur.get("table_size") if cur else 0
+                    if want != have:
+                        tries = []
+                        if want > 1 and "num-queues" in props:
+                            tries.append(f"num-queues={want - 1}")
+                        if want > 3 and "num_queues" in props:
+                            tries.append(f"num_queues={want - 3}")
+                        if want > 1 and "max_ports" in props:
+                            tries.append(f"max_ports={want - 1}")
+                        tries.append(f"vectors={want}")
+                        for t in tries:
+                            res = score(",".join([name] + base + [t]), machine, rp)
+                            if res is None:
+                                continue
+                            cc = next((c for c in walk_capabilities(res[1]).caps if c.id == regs.CapID.MSIX), None)
+                            if (cc.get("table_size") if cc else 0) == want:
+                                base = base + [t]
+                                break
+                # the remaining transport options: keep each one that brings the bytes closer
+                if has_exp or len(cfg) > 256:
+                    for _ in range(2):
+                        improved = False
+                        for t in _TOGGLES:
+                            if any(o.split("=")[0] == t.split("=")[0] for o in base):
+                                continue
+                            a = score(",".join([name] + base), machine, rp)
+                            b = score(",".join([name] + base + [t]), machine, rp)
+                            if a and b and b[0][0] < a[0][0]:
+                                base = base + [t]
+                                improved = True
+                        if not improved:
+                            break
+                res = score(",".join([name] + base), machine, rp)
+                if res is None:
+                    continue
+                (n_real, real, fw), cc = res
+                rank = (n_real, mi, len(base))
+                if best is None or rank < best[:3]:
+                    best = (n_real, mi, len(base), ",".join([name] + base), machine, rp, real, fw, cc)
+        if best and best[0] == 0:
+            break
+    if best is None:
+        return None
+    n_real, _, _, spec, machine, rp, real, fw, cand = best
+    if n_real > 24:
+        r.notes.append(f"does not look like a QEMU 7.2 device: the closest spec ({spec}) differs in "
+                       f"{n_real} bytes" + (" (capabilities appended from 0x40: the Rust VMMs' layout)"
+                                            if r.caps and r.caps[0]["offset"] == 0x40 and len(r.caps) > 1
+                                            and r.caps[-1]["offset"] > 0x40 else ""))
+        return None
+    return {"spec": spec, "machine": machine, "root_port": rp,
+            "exact": n_real == 0,
+            "differences": _describe_diffs(cfg, cand, real, fw),
+            "firmware_state": FIRMWARE_NOTE if fw else "",
+            "note": ("options outside PCI config space (MAC, features, queue sizes, ROM file, "
+                     "backends) cannot be recovered from a dump")
+            + (f"; only {len(cfg)} bytes were dumped, so capabilities were not compared"
+               if len(cfg) < 256 else "")
+            + ("; q35 without a root port gives the same bytes" if machine == "pc" else "")}
+
+
+def _describe_diffs(dump: bytes, cand: bytes, real: list[int], fw: list[int]) -> list[dict[str, Any]]:
+    from ..pci.layout import field_map
+    labels = field_map(cand if len(cand) in (256, 4096) else (cand + b"\0" * 256)[:256])
+    groups: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for kind, offs in (("device", real), ("firmware/driver state", fw)):
+        for i in offs:
+            lab = labels[i] if i < len(labels) else None
+            key = (lab.structure if lab else "extended space", lab.field if lab else "(unused)",
+                   lab.start if lab else i)
+            g = groups.get(key)
+            if g is None:
+                width = lab.width if lab else 1
+                start = lab.start if lab else i
+                g = groups[key] = {"offset": start, "structure": key[0], "field": key[1],
+                                   "dump": dump[start:start + width][::-1].hex(),
+                                   "qemu": cand[start:start + width][::-1].hex(), "kind": kind}
+            elif kind == "device":
+                g["kind"] = "device"
+    return sorted(groups.values(), key=lambda g: (g["kind"] != "device", g["offset"]))
+
+
+# ----------------------------------------------------------------------------- text
+def render(reports: list[DeviceReport]) -> str:
+    out: list[str] = []
+    for r in reports:
+        head = r.header.strip()
+        out.append(f"{r.bdf}  (line {r.line}: {head if len(head) <= 70 else head[:69] + '…'})")
+        out.append(f"  {r.bytes_available} bytes dumped"
+                   + ("" if r.bytes_available >= 256 else " (lspci -x: capabilities need -xxx)"))
+        if r.virtio:
+            v = r.virtio
+            out.append(f"  virtio {v['name']} (type {v['type']}), {v['id_kind']} id; interfaces: "
+                       + ", ".join(n for n, on in (("legacy", v["legacy_interface"]),
+                                                   ("modern", v["modern_interface"])) if on))
+        out.append("  Header")
+        for where, name, text in r.fields:
+            out.append(f"    {where:5} {name:17} {text}")
+        out.append("  Capabilities (chain order)" if r.caps else "  No capabilities")
+        for c in r.caps:
+            extra = {k: v for k, v in c.items()
+                     if k not in ("offset", "id", "name", "next", "virtio", "cfg_type_name", "explanation")}
+            label = c["name"] + (f" / virtio {c['cfg_type_name']}" if "cfg_type_name" in c else "")
+            out.append(f"    [0x{c['offset']:02x}] {label} -> next 0x{c['next']:02x}")
+            why = c.get("explanation")
+            if why:
+                out.append(f"          {why}")
+            if extra:
+                out.append("          " + ", ".join(
+                    f"{k}={hex(v) if isinstance(v, int) and not isinstance(v, bool) and v > 9 else v}"
+                    for k, v in extra.items()))
+        for e in r.ext_caps:
+            out.append(f"    [0x{e['offset']:03x}] {e['name']} v{e['version']} -> next 0x{e['next']:03x}")
+        for n in r.notes:
+            out.append(f"  note: {n}")
+        for w in r.warnings:
+            out.append(f"  WARNING: {w}")
+        if r.qemu:
+            q = r.qemu
+            where = f"{q['machine']}" + (" --root-port" if q["root_port"] else "")
+            out.append(f"  QEMU 7.2: -device {q['spec']}  (machine {where})"
+                       + ("  — every device byte matches" if q["exact"] else ""))
+            for d in q["differences"]:
+                out.append(f"    0x{d['offset']:02x} {d['structure']} {d['field']}: dump {d['dump']}, "
+                           f"QEMU {d['qemu']}  [{d['kind']}]")
+            if q["firmware_state"]:
+                out.append(f"    ({q['firmware_state']})")
+            out.append(f"    ({q['note']})")
+        elif r.virtio:
+            out.append("  QEMU 7.2: no matching -device spec")
+        out.append("")
+    return "\n".join(out) + "\n"
