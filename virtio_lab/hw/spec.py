@@ -1,7 +1,8 @@
 """Parse a ``-device`` spec the way QEMU 7.2 does: type name, properties, typed values.
 
 The property set and defaults of every device type are QEMU's own, recorded from
-``qemu-system-x86_64 -device TYPE,help`` into ``data/props/TYPE.txt``. Values are
+``qemu-system-x86_64 -device TYPE,help`` of each release into
+``data/qemu-<release>/props/TYPE.txt``. Values are
 checked by the property's QAPI type, with QEMU's error texts.
 """
 
@@ -44,13 +45,18 @@ def _convert_default(ptype: str, text: str | None) -> Any:
     return text
 
 
+def _props_dir(qemu: str):
+    """Where ``-device TYPE,help`` of release ``qemu`` is recorded (data/qemu-7.2/props)."""
+    return resources.files("virtio_lab").joinpath("data").joinpath(f"qemu-{qemu}").joinpath("props")
+
+
 @lru_cache(maxsize=None)
-def type_properties(type_name: str) -> dict[str, PropDef]:
-    """The properties QEMU 7.2 lists for ``type_name`` (an empty dict if unknown)."""
+def type_properties(type_name: str, qemu: str = "7.2") -> dict[str, PropDef]:
+    """The properties QEMU ``qemu`` lists for ``type_name`` (an empty dict if unknown)."""
     if not _TYPE_NAME.fullmatch(type_name):  # never a path: "../x", NUL bytes, slashes
         return {}
     try:
-        text = resources.files("virtio_lab").joinpath("data").joinpath("props").joinpath(f"{type_name}.txt").read_text()
+        text = _props_dir(qemu).joinpath(f"{type_name}.txt").read_text()
     except FileNotFoundError:
         return {}
     props: dict[str, PropDef] = {}
@@ -65,9 +71,9 @@ def type_properties(type_name: str) -> dict[str, PropDef]:
     return props
 
 
-@lru_cache(maxsize=1)
-def known_types() -> tuple[str, ...]:
-    files = resources.files("virtio_lab").joinpath("data").joinpath("props")
+@lru_cache(maxsize=None)
+def known_types(qemu: str = "7.2") -> tuple[str, ...]:
+    files = _props_dir(qemu)
     return tuple(sorted(p.name[:-4] for p in files.iterdir() if p.name.endswith(".txt")))
 
 
