@@ -77,7 +77,7 @@ binder-check:
 	$(BINDER_VENV)/bin/python -m pip install --quiet pytest==9.2.0 nbval==0.11.0
 	cd /tmp && $(BINDER_VENV)/bin/python -c "import virtio_lab; print('binder-check: virtio_lab', virtio_lab.__version__, 'from', virtio_lab.__file__)"
 	cd notebooks && $(BINDER_VENV)/bin/python -m pytest -q -p no:cacheprovider -o addopts= --nbval-lax \
-	  --nbval-current-env --nbval-sanitize-with ../tests/nbval_sanitize.cfg 0*.ipynb
+	  --nbval-current-env --nbval-sanitize-with ../tests/nbval_sanitize.cfg [0-9][0-9]-*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

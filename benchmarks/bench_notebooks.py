@@ -1,6 +1,6 @@
 """Budget of the course (issue 9): all notebooks run top to bottom in ≤ 60 s.
 
-Each of notebooks/0*.ipynb is executed in memory with nbclient in a fresh kernel
+Each of notebooks/[0-9][0-9]-*.ipynb is executed in memory with nbclient in a fresh kernel
 (the kernel start is part of the time, as it is for a learner pressing "Run all");
 nothing is written back. Measured once: the figure is the sum, the note names the
 slowest notebook. Collected by benchmarks/run.py (see its docstring).
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
 
 def run_all() -> dict:

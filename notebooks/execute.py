@@ -1,7 +1,7 @@
 """Execute the course notebooks in place, the way they are committed.
 
-    .venv/bin/python notebooks/execute.py            # all of 0*.ipynb
-    .venv/bin/python notebooks/execute.py 03-bars    # one (or a few) by name
+    .venv/bin/python notebooks/execute.py            # every NN-*.ipynb of the course
+    .venv/bin/python notebooks/execute.py 04-bars    # one (or a few) by name
 
 Outputs are the real ones, kept byte-stable so re-running changes nothing: no
 per-cell timing metadata, no saved widget state, stable cell ids. A widget's
@@ -76,7 +76,7 @@ def execute(path: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(p.stem for p in HERE.glob("0*.ipynb"))
+    names = argv or sorted(p.stem for p in HERE.glob("[0-9][0-9]-*.ipynb"))
     total = 0.0
     for name in names:
         path = HERE / (name if name.endswith(".ipynb") else f"{name}.ipynb")

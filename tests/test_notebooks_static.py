@@ -36,17 +36,17 @@ QEMU = "qemu-7.2/{}.json"
 SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "00-start": [("hex", None), ("chain", None), ("bars", None)],              # StepView at msix_init
     "01-config-space": [("hex", QEMU.format("pc__virtio-net-pci")), ("hex", None)],
-    "02-capabilities": [("chain", QEMU.format("pc__virtio-net-pci")), ("hex", QEMU.format("pc__virtio-net-pci"))],
-    "03-bars": [("bars", QEMU.format("pc__virtio-net-pci"))],
-    "04-virtio-pci": [("bars", QEMU.format("pc__virtio-net-pci")),
+    "03-capabilities": [("chain", QEMU.format("pc__virtio-net-pci")), ("hex", QEMU.format("pc__virtio-net-pci"))],
+    "04-bars": [("bars", QEMU.format("pc__virtio-net-pci"))],
+    "06-virtio-pci": [("bars", QEMU.format("pc__virtio-net-pci")),
                       ("hex", QEMU.format("pc__virtio-net-pci__disable-modern-on"))],
-    "05-plug-timeline": [("hex", None), ("chain", None), ("bars", None)],      # StepView mid-plug
+    "07-plug-timeline": [("hex", None), ("chain", None), ("bars", None)],      # StepView mid-plug
     # the plug + the firmware's writes by hand = the real VM before any driver loaded; probe's
     # replay at virtio_device_ready = the real VM after Linux's virtio_net driver
-    "06-guest-view": [("hex", "guest/pc__virtio-net-pci.json#config_before_drivers"),
+    "10-firmware": [("hex", "guest/pc__virtio-net-pci.json#config_before_drivers"),
                       ("hex", "guest/pc__virtio-net-pci.json#config"),
                       ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],
-    "07-what-if-and-real-machines": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
+    "14-what-if-and-real-machines": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
 }
 
 WIDGETS = re.compile(r"\b(PlugExplorer|WhatIf)\(")
@@ -160,7 +160,7 @@ def test_static_views_show_the_real_bytes_chain_and_bars(pages, name):
 
 
 def test_every_notebook_is_covered():
-    assert set(SHOWN) == set(NOTEBOOKS) == {p.stem for p in NB_DIR.glob("0*.ipynb")}
+    assert set(SHOWN) == set(NOTEBOOKS) == {p.stem for p in NB_DIR.glob("[0-9][0-9]-*.ipynb")}
 
 
 def test_a_wrong_page_is_caught():

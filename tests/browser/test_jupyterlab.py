@@ -17,7 +17,7 @@ from .browser_kit import (Explorer, assert_no_console_errors, assert_readable, c
 NOTEBOOKS = {
     # notebook: (device, machine, the QEMU function its explorer opens at, real-QEMU case)
     "00-start.ipynb": ("virtio-net-pci", "pc", "first", "pc__virtio-net-pci"),
-    "05-plug-timeline.ipynb": ("virtio-net-pci", "pc", "virtio_pci_device_plugged", "pc__virtio-net-pci"),
+    "07-plug-timeline.ipynb": ("virtio-net-pci", "pc", "virtio_pci_device_plugged", "pc__virtio-net-pci"),
 }
 
 

@@ -28,8 +28,8 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
            "NOTEBOOKS"]
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
-NOTEBOOKS = ("00-start", "01-config-space", "02-capabilities", "03-bars", "04-virtio-pci",
-             "05-plug-timeline", "06-guest-view", "07-what-if-and-real-machines")
+NOTEBOOKS = ("00-start", "01-config-space", "03-capabilities", "04-bars", "06-virtio-pci",
+             "07-plug-timeline", "10-firmware", "14-what-if-and-real-machines")
 
 
 class _Bad(Exception):
@@ -422,13 +422,13 @@ def _writable_header_fields():
     return {f.name for f in HEADER if any(st.wmask[f.offset:f.offset + f.width])}
 
 
-# ---- 02-capabilities --------------------------------------------------------
+# ---- 03-capabilities --------------------------------------------------------
 
 def _chain(spec="virtio-net-pci", machine="pc", root_port=False) -> list[int]:
     return [c.offset for c in _final(spec, machine, root_port).caps]
 
 
-@_exercise("cap-chain-offsets", "02-capabilities",
+@_exercise("cap-chain-offsets", "03-capabilities",
            "Walk the capability list of virtio-net-pci on pc by hand: list the offsets of the "
            "capabilities in list order, starting from the capabilities pointer.",
            shape="a list of offsets, e.g. [0x40, 0x50]",
@@ -453,7 +453,7 @@ _MSIX_KEYS = {"offset": "the MSI-X capability's offset (its ID is 0x11)",
               "pba_offset": "the PBA dword (cap+8) with the low 3 bits cleared"}
 
 
-@_exercise("msix-cap", "02-capabilities",
+@_exercise("msix-cap", "03-capabilities",
            "Decode the MSI-X capability of virtio-blk-pci,drive=d0,num-queues=4: its offset, "
            "table_size, table_bar, table_offset, pba_bar, pba_offset.",
            shape='a dict {"offset": 0x.., "table_size": .., "table_bar": .., "table_offset": 0x.., '
@@ -491,7 +491,7 @@ def _pairs(v: Any) -> list[tuple[int, int]]:
     return out
 
 
-@_exercise("walk-caps", "02-capabilities",
+@_exercise("walk-caps", "03-capabilities",
            "Write walk(config) that takes 256 config bytes and returns the capability list as "
            "(offset, cap_id) pairs in list order. It is tested on five devices, including one with "
            "no capabilities at all.",
@@ -519,13 +519,13 @@ def _walk_reference(config: bytes) -> list[tuple[int, int]]:
     return out
 
 
-# ---- 03-bars ----------------------------------------------------------------
+# ---- 04-bars ----------------------------------------------------------------
 
 def _bars(spec: str, machine: str = "pc", root_port: bool = False) -> dict[int, Any]:
     return {b.index: b for b in _final(spec, machine, root_port).facts.bars if b.index < 6}
 
 
-@_exercise("bar-sizes", "03-bars",
+@_exercise("bar-sizes", "04-bars",
            "Which BARs does virtio-net-pci on pc implement, and how big is each? (BAR index → size in "
            "bytes; leave out the ROM and the upper half of a 64-bit BAR.)",
            shape="a dict {index: size}, e.g. {0: 64}",
@@ -544,7 +544,7 @@ def _bar_sizes():
 _READBACK_REGS = (0x10, 0x14, 0x20, 0x24)
 
 
-@_exercise("sizing-readback", "03-bars",
+@_exercise("sizing-readback", "04-bars",
            "Firmware writes 0xffffffff to the BAR registers at 0x10, 0x14, 0x20 and 0x24 of "
            "virtio-net-pci and reads each back. What does it read? (offset → 32-bit value)",
            shape="a dict {0x10: 0x..., 0x14: 0x..., 0x20: 0x..., 0x24: 0x...}",
@@ -585,7 +585,7 @@ def _size_cases() -> list[tuple[str, tuple, int]]:
     return cases
 
 
-@_exercise("size-from-readback", "03-bars",
+@_exercise("size-from-readback", "04-bars",
            "Write bar_size(lo, hi) that turns the all-ones read-back of a BAR (lo, and for a 64-bit BAR "
            "the upper register's read-back hi, else None) into its size in bytes.",
            shape="your function, e.g. check('size-from-readback', bar_size)",
@@ -609,7 +609,7 @@ def _size_reference(lo: int, hi: int | None = None) -> int:
     return (~(lo & ~0xF) + 1) & 0xFFFFFFFF
 
 
-@_exercise("bar-kinds", "03-bars",
+@_exercise("bar-kinds", "04-bars",
            "For virtio-net-pci,modern-pio-notify=on: what kind is each implemented BAR? (BAR index → "
            '"io", "mem32" or "mem64")',
            shape='a dict {index: "io" | "mem32" | "mem64"}',
@@ -624,13 +624,13 @@ def _bar_kinds():
     return {i: b.kind for i, b in _bars("virtio-net-pci,modern-pio-notify=on").items()}
 
 
-# ---- 04-virtio-pci ------------------------------------------------------------
+# ---- 06-virtio-pci ------------------------------------------------------------
 
 _ID_SPECS = ("virtio-net-pci", "virtio-net-pci,disable-legacy=on", "virtio-blk-pci-non-transitional,drive=d0",
              "virtio-gpu-pci")
 
 
-@_exercise("device-ids", "04-virtio-pci",
+@_exercise("device-ids", "06-virtio-pci",
            "What PCI device id does each of these get: " + ", ".join(_ID_SPECS) + "?",
            shape='a dict {"virtio-net-pci": 0x..., ...} with the four specs as keys',
            hint="Transitional devices keep the class's id 0x1000 + n; modern-only ones get 0x1040 + the "
@@ -655,7 +655,7 @@ def _notify_addr(spec: str, queue: int) -> int:
     return cap.get("cap_offset") + notify_off * cap.get("notify_off_multiplier")
 
 
-@_exercise("notify-address", "04-virtio-pci",
+@_exercise("notify-address", "06-virtio-pci",
            "Where inside BAR4 does a driver write to notify (kick) queue 2? Answer for virtio-net-pci and "
            "for virtio-net-pci,page-per-vq=on (spec → offset in the BAR).",
            shape='a dict {"virtio-net-pci": 0x..., "virtio-net-pci,page-per-vq=on": 0x...}',
@@ -695,7 +695,7 @@ def _refusal_why_extra(spec: str) -> str:
     return f"QEMU accepts it; virtio_lab.plug({spec!r}).narrate() shows how"
 
 
-@_exercise("refused-specs", "04-virtio-pci",
+@_exercise("refused-specs", "06-virtio-pci",
            "Which of these does QEMU 7.2 refuse to plug on pc? " + "; ".join(_REFUSAL_SPECS),
            shape='a set of specs (strings), e.g. {"virtio-net-pci,disable-modern=on"}',
            hint="Think about which mode (legacy, modern) is left, what a legacy device cannot offer "
@@ -710,9 +710,9 @@ def _refused_specs():
     return {s for s in _REFUSAL_SPECS if _refused(s)}
 
 
-# ---- 05-plug-timeline --------------------------------------------------------
+# ---- 07-plug-timeline --------------------------------------------------------
 
-@_exercise("cap-ptr-writers", "05-plug-timeline",
+@_exercise("cap-ptr-writers", "07-plug-timeline",
            "Which steps of the virtio-net-pci plug change the capabilities pointer (the byte at 0x34)? "
            "List their indexes in order.",
            shape="a list of step numbers, e.g. [3, 7]",
@@ -727,7 +727,7 @@ def _cap_ptr_writers():
     return [_Dec(e.index) for e in _trace("virtio-net-pci").events if 0x34 in e.changed()]
 
 
-@_exercise("bar-order", "05-plug-timeline",
+@_exercise("bar-order", "07-plug-timeline",
            "In what order does the virtio-net-pci plug register its BARs? List the BAR indexes in the "
            "order pci_register_bar is called (the ROM slot is 6).",
            shape="a list of BAR indexes, e.g. [0, 1]",
@@ -742,7 +742,7 @@ def _bar_order():
     return [e.detail("bar") for e in _trace("virtio-net-pci").events if e.function == "pci_register_bar"]
 
 
-# ---- 06-guest-view ------------------------------------------------------------
+# ---- 10-firmware ------------------------------------------------------------
 
 _GUEST_SPECS = ("virtio-net-pci", "virtio-blk-pci,drive=d0", "virtio-net-pci,page-per-vq=on,modern-pio-notify=on",
                 "virtio-net-pci,disable-modern=on")
@@ -775,7 +775,7 @@ def _sizes(v: Any) -> dict[int, int]:
     return {_as_int(k, "a BAR index"): _dec(s, "a size") for k, s in d.items()}
 
 
-@_exercise("size-all-bars", "06-guest-view",
+@_exercise("size-all-bars", "10-firmware",
            "Write size_bars(access) that sizes every BAR of a device through a ConfigAccess the way "
            "firmware does (save, write all ones, read back, restore) and returns {BAR index: size}. "
            "Remember that a 64-bit BAR uses two registers.",
@@ -807,7 +807,7 @@ def _linux_pick(state) -> dict[str, int]:
     return out
 
 
-@_exercise("linux-cap-pick", "06-guest-view",
+@_exercise("linux-cap-pick", "10-firmware",
            "The Linux modern driver looks for its four structures by walking the vendor capabilities in "
            "list order. For virtio-net-pci on q35 behind a root port, at which config offset does it find "
            "common, isr, notify and device?",
@@ -836,7 +836,7 @@ def _which_probe(spec: str) -> str:
     return "legacy" if 0x1000 <= did <= 0x103F and rev == 0 else "none"
 
 
-@_exercise("driver-mode", "06-guest-view",
+@_exercise("driver-mode", "10-firmware",
            "Linux tries its modern probe first and falls back to the legacy one. Which one binds each of: "
            + ", ".join(_PROBE_SPECS) + '? (spec → "modern" or "legacy")',
            shape='a dict {"virtio-net-pci": "modern" | "legacy", ...}',
@@ -852,7 +852,7 @@ def _driver_mode():
     return {s: _which_probe(s) for s in _PROBE_SPECS}
 
 
-# ---- 07-what-if-and-real-machines -------------------------------------------
+# ---- 14-what-if-and-real-machines -------------------------------------------
 
 _DIFF_A, _DIFF_B = "virtio-net-pci", "virtio-net-pci,disable-legacy=on"
 
@@ -868,7 +868,7 @@ def _field_names_differing(a: bytes, b: bytes) -> set[str]:
     return out
 
 
-@_exercise("legacy-diff", "07-what-if-and-real-machines",
+@_exercise("legacy-diff", "14-what-if-and-real-machines",
            "Which header fields differ between virtio-net-pci and virtio-net-pci,disable-legacy=on on pc? "
            "(field names as in virtio_lab.layout.HEADER)",
            shape='a set of field names, e.g. {"device_id"}',
@@ -899,12 +899,12 @@ def _mystery_value(key: Any, value: Any) -> Any:
     return _as_int(value, f"the value for {key!r}")
 
 
-@_exercise("mystery-lspci", "07-what-if-and-real-machines",
+@_exercise("mystery-lspci", "14-what-if-and-real-machines",
            "given('mystery-lspci') is an `lspci -xxx` dump of a device from an unknown command line. "
            "Read it: virtio_id (an int), transitional (True/False), msix_vectors (an int), pcie (True/False).",
            shape='a dict {"virtio_id": .., "transitional": .., "msix_vectors": .., "pcie": ..}',
            hint="Line '00:' holds vendor, device, command, status, revision; walk the capabilities from the "
-                "byte at 0x34 as in notebook 02.",
+                "byte at 0x34 as in notebook 03.",
            why="Device id 0x1042 with revision 1: a modern-only block device (virtio id 2). MSI-X Message "
                "Control says 5 vectors (num-queues=4 plus config). The PCI Express capability means it sits "
                "behind a PCIe root port — where disable-legacy=auto turns legacy off.",
