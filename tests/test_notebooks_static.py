@@ -36,6 +36,7 @@ QEMU = "qemu-7.2/{}.json"
 SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "00-start": [("hex", None), ("chain", None), ("bars", None)],              # StepView at msix_init
     "01-config-space": [("hex", QEMU.format("pc__virtio-net-pci")), ("hex", None)],
+    "02-config-access": [("hex", QEMU.format("pc__virtio-net-pci"))],       # read through 0xcf8/0xcfc
     "03-capabilities": [("chain", QEMU.format("pc__virtio-net-pci")), ("hex", QEMU.format("pc__virtio-net-pci"))],
     "04-bars": [("bars", QEMU.format("pc__virtio-net-pci"))],
     "06-virtio-pci": [("bars", QEMU.format("pc__virtio-net-pci")),

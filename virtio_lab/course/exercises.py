@@ -28,7 +28,7 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
            "NOTEBOOKS"]
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
-NOTEBOOKS = ("00-start", "01-config-space", "03-capabilities", "04-bars", "06-virtio-pci",
+NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "06-virtio-pci",
              "07-plug-timeline", "10-firmware", "14-what-if-and-real-machines")
 
 
@@ -420,6 +420,89 @@ def _writable_header_fields():
     from ..pci.layout import HEADER
     st = _final("virtio-net-pci")
     return {f.name for f in HEADER if any(st.wmask[f.offset:f.offset + f.width])}
+
+
+# ---- 02-config-access --------------------------------------------------------
+
+#: CONFIG_ADDRESS's fields, as QEMU's pci_dev_find_by_addr and pci_data_* take them apart
+_CF8_FIELDS = (("enable", 31, 1), ("bus", 16, 0xFF), ("device", 11, 0x1F), ("function", 8, 7),
+               ("register", 2, 0x3F), ("low bits 1:0", 0, 3))
+
+
+def _field_diff(got: int, want: int, fields, what: str) -> str | None:
+    """Name the first field whose bits differ (without giving the right value)."""
+    for name, shift, mask in fields:
+        g, w = got >> shift & mask, want >> shift & mask
+        if g != w:
+            top = shift + mask.bit_length() - 1
+            bits = f"bit {shift}" if top == shift else f"bits {top}:{shift}"
+            return f"{what}: {bits} ({name}) hold {_hex(g)}, which is not it{_direction(g, w)}"
+    return None
+
+
+_CF8_TASK = ("pc", 0x0E)  # the header type byte of the device on pc
+
+
+def _cmp_config_address(got, want):
+    g = _as_dict(got, "the two values")
+    for k in want:
+        if k not in g:
+            raise _Bad(f"key {k!r} is missing (expected keys: 'cf8', 'port')")
+    cf8 = _as_int(g["cf8"], "the value for 'cf8'")
+    why = _field_diff(cf8, want["cf8"], _CF8_FIELDS, "the CONFIG_ADDRESS value")
+    if why:
+        return why
+    port = _as_int(g["port"], "the value for 'port'")
+    if port != want["port"]:
+        return (f"the data port {_hex(port)} reads a different byte: the register field picks the dword, "
+                f"the port 0xcfc + (offset & 3) picks the byte in it")
+    return None
+
+
+@_exercise("config-address", "02-config-access",
+           "Which value does a guest write to port 0xcf8, and which port does it then read one byte from, "
+           "to get the header type (offset 0x0e) of virtio-net-pci on pc?",
+           shape='a dict {"cf8": 0x..., "port": 0x...}',
+           hint="trace.machine.bdf is the device's bus:device.function. CONFIG_ADDRESS = bit 31 (enable) | "
+                "bus << 16 | device << 11 | function << 8 | (offset & 0xfc); the byte within the dword "
+                "comes from the data port, 0xcfc + (offset & 3).",
+           why="QEMU's pci_host_data_read forwards the read to config_reg | (port & 3): the dword "
+               "register comes from 0xcf8, the byte inside it from which of 0xcfc-0xcff you read.",
+           compare=_cmp_config_address)
+def _config_address():
+    from ..hw.pci_host import CONFIG_DATA, config_address
+    t = _trace("virtio-net-pci", _CF8_TASK[0])
+    devfn, off = t.machine.slot_devfn, _CF8_TASK[1]
+    return {"cf8": config_address(t.machine.bus_number, devfn >> 3, devfn & 7, off),
+            "port": CONFIG_DATA + (off & 3)}
+
+
+#: an ECAM offset's fields (pcie_host.h: PCIE_MMCFG_BUS/DEVFN/CONFOFFSET)
+_ECAM_FIELDS = (("base", 28, 0xF), ("bus", 20, 0xFF), ("device", 15, 0x1F), ("function", 12, 7),
+                ("offset", 0, 0xFFF))
+_ECAM_TASKS = {"q35 offset 0x34": ("q35", False, 0x34), "q35 root port offset 0x100": ("q35", True, 0x100)}
+
+
+@_exercise("ecam-address", "02-config-access",
+           "At which guest-physical address does a q35 guest read (a) the capabilities pointer (0x34) of "
+           "virtio-net-pci on the root bus, (b) offset 0x100 of virtio-net-pci behind a root port? "
+           "SeaBIOS put the ECAM window at virtio_lab.hw.pci_host.ECAM_BASE['q35'].",
+           shape='a dict {"q35 offset 0x34": 0x..., "q35 root port offset 0x100": 0x...}',
+           hint="address = base + (bus << 20 | device << 15 | function << 12 | offset); the device's "
+                "bus:device.function is trace.machine.bdf (a different bus behind the root port).",
+           why="Each function owns one 4 KiB page of the window, so the 12-bit offset reaches its whole "
+               "extended space; the bus number is bits 27:20, so the window spans 256 MiB.",
+           compare=lambda g, w: _cmp_dict(
+               g, w, "addresses", lambda k, v: _as_int(v, f"the address for {k!r}"),
+               where=lambda k: _field_diff(_as_int(_as_dict(g, "addresses")[k], "an address"), w[k],
+                                           _ECAM_FIELDS, "that address") or ""))
+def _ecam_address():
+    from ..hw.pci_host import ECAM_BASE, ecam_offset
+    out = {}
+    for key, (machine, rp, off) in _ECAM_TASKS.items():
+        m = _trace("virtio-net-pci", machine, rp).machine
+        out[key] = ECAM_BASE[machine] + ecam_offset(m.bus_number, m.slot_devfn >> 3, m.slot_devfn & 7, off)
+    return out
 
 
 # ---- 03-capabilities --------------------------------------------------------
