@@ -39,6 +39,7 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "02-config-access": [("hex", QEMU.format("pc__virtio-net-pci"))],       # read through 0xcf8/0xcfc
     "03-capabilities": [("chain", QEMU.format("pc__virtio-net-pci")), ("hex", QEMU.format("pc__virtio-net-pci"))],
     "04-bars": [("bars", QEMU.format("pc__virtio-net-pci"))],
+    "05-virtio-primer": [("bars", QEMU.format("pc__virtio-net-pci"))],
     "06-virtio-pci": [("bars", QEMU.format("pc__virtio-net-pci")),
                       ("hex", QEMU.format("pc__virtio-net-pci__disable-modern-on"))],
     "07-plug-timeline": [("hex", None), ("chain", None), ("bars", None)],      # StepView mid-plug

@@ -28,7 +28,7 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
            "NOTEBOOKS"]
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
-NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "06-virtio-pci",
+NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "05-virtio-primer", "06-virtio-pci",
              "07-plug-timeline", "10-firmware", "14-what-if-and-real-machines")
 
 
@@ -705,6 +705,79 @@ def _size_reference(lo: int, hi: int | None = None) -> int:
                where=lambda k: f"read the low bits of the BAR register at 0x{0x10 + 4 * k:02x}"))
 def _bar_kinds():
     return {i: b.kind for i, b in _bars("virtio-net-pci,modern-pio-notify=on").items()}
+
+
+# ---- 05-virtio-primer ---------------------------------------------------------
+
+_RING_PARTS = {"desc": "the descriptor table: 16 bytes a descriptor (addr 8, len 4, flags 2, next 2)",
+               "avail": "the available ring: flags, idx, one 2-byte entry a descriptor, used_event (2 bytes each)",
+               "used": "the used ring: flags, idx, one 8-byte element (id 4, len 4) a descriptor, avail_event"}
+
+
+def _queue_sizes(spec: str = "virtio-net-pci") -> list[int]:
+    from ..hw.guest_access import GuestDevice
+    dev = GuestDevice(_trace(spec), record=False)
+    return [q.num_default for q in dev.vdev.queues]
+
+
+@_exercise("ring-sizes", "05-virtio-primer",
+           "Queue 0 of virtio-net-pci has the size the device offers in queue_size. How many bytes do its "
+           "descriptor table, available ring and used ring take in a split virtqueue (with the event-index "
+           "fields)?",
+           shape='a dict {"desc": .., "avail": .., "used": ..} (sizes in bytes)',
+           hint="Read queue_size first (it is N, the number of descriptors). Then count the fields of each "
+                "part: every field is a little-endian integer of 2, 4 or 8 bytes.",
+           why="The virtio spec (2.7) sizes them 16·N, 6 + 2·N and 6 + 8·N: one descriptor, one available "
+               "entry and one used element per slot, plus flags, idx and the event field in both rings.",
+           compare=lambda g, w: _cmp_dict(g, w, "ring sizes", lambda k, v: _dec(v, f"the size of {k!r}"),
+                                          where=lambda k: _RING_PARTS[k]))
+def _ring_sizes():
+    n = _queue_sizes()[0]
+    return {"desc": _Dec(16 * n), "avail": _Dec(6 + 2 * n), "used": _Dec(6 + 8 * n)}
+
+
+def _status_bits(v: int) -> str:
+    from ..hw.guest_access import STATUS_NAMES
+    return "|".join(name for bit, name in STATUS_NAMES if v & bit) or "0 (reset)"
+
+
+def _cmp_status(got, want):
+    g = [_as_int(v, "each status value") for v in _as_list(got, "status values")]
+    for i, w in enumerate(want):
+        if i >= len(g):
+            return f"your list stops after {len(g)} values; the driver writes {len(want) - len(g)} more"
+        if g[i] != w and w == 0:
+            return (f"write {i} (counting from 0) is {_hex(g[i])} = {_status_bits(g[i])}, but the driver "
+                    "first resets the device: that write is 0 (reset)")
+        if g[i] != w:
+            from ..hw.guest_access import STATUS_NAMES
+            extra = [n for b, n in STATUS_NAMES if g[i] & b and not w & b]
+            missing = [n for b, n in STATUS_NAMES if w & b and not g[i] & b]
+            return (f"write {i} (counting from 0) is {_hex(g[i])} = {_status_bits(g[i])}: "
+                    + "; ".join(x for x in (f"{', '.join(missing)} should be set" if missing else "",
+                                            f"{', '.join(extra)} is not set yet" if extra else "") if x)
+                    + " (the driver only adds bits, in the order of the handshake)")
+    if len(g) > len(want):
+        return f"the first {len(want)} values are right; the driver writes no more after them"
+    return None
+
+
+@_exercise("status-sequence", "05-virtio-primer",
+           "List, in order, the values Linux 6.1's virtio-net driver writes to device_status of "
+           "virtio-net-pci on pc, from the reset to the end of the handshake.",
+           shape="a list of status values, e.g. [0, ...]",
+           hint="The driver starts with a reset (0), then adds one status bit at a time: ACKNOWLEDGE (1), "
+                "DRIVER (2), FEATURES_OK (8), DRIVER_OK (4). Each write keeps the bits already set.",
+           why="ACKNOWLEDGE: a driver saw the device. DRIVER: it knows how to drive it. FEATURES_OK: it "
+               "wrote its features and the device accepted them (the driver reads the status back to "
+               "check). DRIVER_OK: queues are set up, the device may start work.",
+           compare=_cmp_status)
+def _status_sequence():
+    from ..guest.probe import probe
+    from ..hw.guest_access import COMMON_OFFSET
+    return [e.detail("value") for e in probe(_trace("virtio-net-pci")).guest_events
+            if e.function == "virtio_pci_common_write" and e.detail("region") == "common"
+            and e.detail("offset") == COMMON_OFFSET["device_status"]]
 
 
 # ---- 06-virtio-pci ------------------------------------------------------------
