@@ -107,11 +107,11 @@ OTHER_ROWS = [
     Bad("machine:diff-b", "unknown machine 'q36'", None,
         ("diff", "virtio-net-pci", "virtio-blk-pci,drive=d0", "--machine-b", "q36")),
     # steps
-    Bad("step:past-end", "step 52 is outside 0..51", lambda: NET.state_at(52)),
+    Bad("step:past-end", "step 65 is outside 0..64", lambda: NET.state_at(65)),
     Bad("step:text", "a step is an event index (an integer), not str", lambda: NET.state_at("3")),
-    Bad("step:view-past-end", "step 99 is outside 0..51", lambda: hex_grid_html(NET, 99)),
+    Bad("step:view-past-end", "step 99 is outside 0..64", lambda: hex_grid_html(NET, 99)),
     Bad("step:view-text", "not str", lambda: chain_html(NET, "x")),
-    Bad("step:view-before-start", "step -53 is outside", lambda: step_html(NET, -53)),
+    Bad("step:view-before-start", "step -66 is outside", lambda: step_html(NET, -66)),
     Bad("step:index-of", "no step calls nothing_here", lambda: NET.index_of("nothing_here")),
     # views
     Bad("view:radix", "radix must be one of hex, dec, bin", lambda: hex_grid_html(NET, radix="oct")),

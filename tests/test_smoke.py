@@ -57,8 +57,8 @@ def test_dump_json_error_for_refused_spec():
 
 def test_plug_narrates_qemu_path_in_order():
     out = run("plug", "virtio-net-pci").stdout
-    order = ["virtio_pci_realize", "virtio_pci_bus_new", "qbus_create_inplace",
-             "virtio_bus_device_plugged", "get_features", "virtio_pci_device_plugged",
+    order = ["virtio_pci_realize", "virtio_pci_bus_new", "qbus_init",
+             "virtio_bus_device_plugged", "virtio_net_get_features", "virtio_pci_device_plugged",
              "pci_add_capability", "pci_register_bar", "msix_init_exclusive_bar"]
     positions = [out.index(f" {name}") for name in order]
     assert positions == sorted(positions)

@@ -44,21 +44,31 @@ def test_replayed_writes_equal_final_state():
     assert t.state_at(-1).config == t.final.config
 
 
-@pytest.mark.parametrize("spec,message", [
+@pytest.mark.parametrize("spec,message,where", [
     ("virtio-net-pci,disable-legacy=on,disable-modern=on",
-     "device cannot work as neither modern nor legacy mode is enabled"),
+     "device cannot work as neither modern nor legacy mode is enabled", "virtio_pci_realize"),
     ("virtio-net-pci,iommu_platform=on",
-     "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor transitional device"),
+     "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor transitional device",
+     "virtio_pci_device_plugged"),
     ("virtio-gpu-pci,disable-legacy=on,disable-modern=on",
-     "device cannot work as neither modern nor legacy mode is enabled"),
-    ("virtio-net-pci,romsize=3000", "ROM size 3000 is not a power of two"),
-    ("virtio-net-pci,romfile=nosuch.rom", 'failed to find romfile "nosuch.rom"'),
+     "device cannot work as neither modern nor legacy mode is enabled", "virtio_pci_realize"),
+    ("virtio-net-pci,romsize=3000", "ROM size 3000 is not a power of two", "pci_qdev_realize"),
+    ("virtio-net-pci,romfile=nosuch.rom", 'failed to find romfile "nosuch.rom"', "pci_add_option_rom"),
+    ("virtio-blk-pci", "drive property not set", "virtio_blk_device_realize"),
+    ("virtio-iommu-pci", "virtio-iommu-pci must be plugged on the root bus", "virtio_iommu_pci_realize"),
 ])
-def test_refused_combinations_use_qemu_message(spec, message):
+def test_refused_combinations_use_qemu_message(spec, message, where):
+    """The refusal is the last event, of the QEMU function that calls error_setg (a macro,
+    so never cited itself), at that function's depth."""
+    machine = ("q35", True) if spec == "virtio-iommu-pci" else ("pc", False)
     with pytest.raises(PlugError) as err:
-        plug(spec)
+        plug(spec, *machine)
     assert message in str(err.value)
-    assert err.value.trace.events[-1].function == "error_setg"
+    last = err.value.trace.events[-1]
+    assert last.function == where and last.detail("error") == message
+    assert all(e.function != "error_setg" for e in err.value.trace.events)
+    opened = next(e for e in err.value.trace.events if e.function == where)
+    assert last.depth == opened.depth
 
 
 @pytest.mark.parametrize("spec", ["", "virtio-nope", "virtio-net-pci,vectors=-", "virtio-net-pci,mq=perhaps"])

@@ -186,8 +186,23 @@ def test_draw_bar_map_on_an_axis(net):
 def test_tree_shows_the_bus_chain(net):
     page = DeviceTree(net)._repr_html_()
     paths = re.findall(r'data-path="([^"]+)"', page)
-    assert paths[0].endswith("pci.0") and paths[-1].endswith("virtio-net-device")
+    assert paths[0].endswith("pci.0") and paths[-1].endswith("virtio-bus/virtio-backend")
     assert any(p.endswith("virtio-bus") for p in paths)
+
+
+def test_the_virtio_child_is_virtio_backend_of_the_device_type(net):
+    """virtio_instance_init_common names the proxy's child 'virtio-backend'; its type is
+    virtio-net-device. It and the proxy join the tree when qdev_realize puts them on a bus,
+    not at event 0 (the object creation)."""
+    node = net.final.facts.tree[-1]
+    assert node.path.endswith("/virtio-backend") and node.type == "virtio-net-device"
+    assert "virtio-backend" in str(DeviceTree(net))
+    first = net.events[0]
+    assert first.function == "virtio_net_pci_instance_init"
+    assert "create the PCI proxy" not in first.explanation
+    assert [n.kind for n in net.state_at(1).facts.tree] == ["bus"]  # only the root bus so far
+    joined = next(e for e in net.events if any(n.path.endswith("virtio-backend") for n in e.facts.tree))
+    assert joined.function == "qdev_realize" and joined.index > net.index_of("virtio_pci_bus_new")
 
 
 @pytest.mark.parametrize("spec", ["virtio-blk-pci,drive=d0,serial=<b>x</b>",

@@ -48,6 +48,11 @@ class Write:
 class Event:
     """One step of the plug: a QEMU function (or a phase inside it) and what it wrote.
 
+    ``function`` is always a function defined in ``source`` (a phase, or a macro such as
+    error_setg, cites the function it runs in); ``depth`` counts the calls from the
+    trace's roots, with QEMU's generic dispatch (QOM property setters, hotplug handlers)
+    folded into the call it dispatches to.
+
     ``facts`` is the device's non-byte state after the step (BARs, bus tree,
     features...), shared by reference between events until it changes.
     """
@@ -108,6 +113,11 @@ class Tracer:
         self.facts = facts
         self._stack: list[tuple[str, str, int]] = []
         self._open: _Segment | None = None
+
+    @property
+    def current(self) -> tuple[str, str] | None:
+        """``(function, source)`` of the innermost open call, or None outside any call."""
+        return self._stack[-1][:2] if self._stack else None
 
     # -- structure -------------------------------------------------------
     def call(self, function: str, source: str, explanation: str, **details: Any) -> "Tracer":

@@ -15,7 +15,7 @@ from typing import Callable
 from ..errors import VirtioLabError
 from .spec import DeviceSpec, unknown_model
 
-__all__ = ["DeviceModel", "MODELS", "model_for", "supported_types", "Features"]
+__all__ = ["DeviceModel", "QemuCode", "MODELS", "model_for", "supported_types", "Features"]
 
 # --- transport feature bits shared by every device (hw/virtio/virtio.h) ---
 VIRTIO_F_NOTIFY_ON_EMPTY = 24
@@ -58,6 +58,30 @@ def _bit(n: int) -> int:
     return 1 << n
 
 
+Cite = tuple[str, str]  # (file, function) in QEMU's tree, as the trace cites it
+
+
+@dataclass(frozen=True)
+class QemuCode:
+    """Where one model's code lives in QEMU 7.2: each a ``(file, function)``, read from the
+    release's source (the class_init that installs each hook), never derived from a type name.
+
+    ``instance_init`` and ``wrapper`` are the -pci wrapper's (TypeInfo.instance_init,
+    VirtioPCIClass.realize); ``realize`` and ``get_features`` are the backend's
+    VirtioDeviceClass hooks (vdc->realize, vdc->get_features)."""
+
+    instance_init: Cite
+    wrapper: Cite
+    realize: Cite
+    get_features: Cite
+
+
+def _code(wrapper_file: str, instance_init: str, wrapper: str, backend_file: str, realize: str,
+          get_features: str, get_features_file: str = "") -> QemuCode:
+    return QemuCode((wrapper_file, instance_init), (wrapper_file, wrapper), (backend_file, realize),
+                    (get_features_file or backend_file, get_features))
+
+
 @dataclass(frozen=True)
 class DeviceModel:
     """One virtio-pci device family (e.g. virtio-net-pci and its -transitional forms)."""
@@ -69,6 +93,7 @@ class DeviceModel:
     pci_device_id: int  # class-init device id (transitional id); 0 when the class sets none
     class_id: int  # PCI class word written at 0x0a
     summary: str
+    code: QemuCode  # the QEMU functions the plug runs for this model (file, function)
     variants: bool = True  # has -transitional / -non-transitional types
     forced_modern: bool = False  # wrapper calls virtio_pci_force_virtio_1
     feature_props: dict[str, int] = field(default_factory=dict)
@@ -513,6 +538,8 @@ def _register(m: DeviceModel) -> None:
 _register(DeviceModel(
     name="virtio-net-pci", vdev_type="virtio-net-device", vdev_name="virtio-net", virtio_id=1,
     pci_device_id=0x1000, class_id=0x0200, summary="network card",
+    code=_code("hw/virtio/virtio-net-pci.c", "virtio_net_pci_instance_init", "virtio_net_pci_realize",
+               "hw/net/virtio-net.c", "virtio_net_device_realize", "virtio_net_get_features"),
     feature_props=NET_FEATURES, feature_names=NET_NAMES, legacy_features=_bit(6),
     rom="efi-virtio.rom", rom_size=256 * 1024,
     nvectors=lambda s: 2 * 1 + 2,  # 2 * max(peer queues, 1) + 2: one netdev queue pair
@@ -528,6 +555,8 @@ _register(DeviceModel(
 _register(DeviceModel(
     name="virtio-blk-pci", vdev_type="virtio-blk-device", vdev_name="virtio-blk", virtio_id=2,
     pci_device_id=0x1001, class_id=0x0100, summary="block device (disk)",
+    code=_code("hw/virtio/virtio-blk-pci.c", "virtio_blk_pci_instance_init", "virtio_blk_pci_realize",
+               "hw/block/virtio-blk.c", "virtio_blk_device_realize", "virtio_blk_get_features"),
     feature_props=BLK_FEATURES, feature_names=BLK_NAMES,
     nvectors=lambda s: _blk_num_queues(s) + 1,
     config_len=_blk_config_len,
@@ -540,6 +569,8 @@ _register(DeviceModel(
 _register(DeviceModel(
     name="virtio-scsi-pci", vdev_type="virtio-scsi-device", vdev_name="virtio-scsi", virtio_id=8,
     pci_device_id=0x1004, class_id=0x0100, summary="SCSI host bus adapter",
+    code=_code("hw/virtio/virtio-scsi-pci.c", "virtio_scsi_pci_instance_init", "virtio_scsi_pci_realize",
+               "hw/scsi/virtio-scsi.c", "virtio_scsi_device_realize", "virtio_scsi_get_features"),
     feature_props={"hotplug": 1, "param_change": 2},
     feature_names={0: "INOUT", 1: "HOTPLUG", 2: "CHANGE", 3: "T10_PI"},
     nvectors=lambda s: _scsi_num_queues(s) + 3,
@@ -550,6 +581,10 @@ _register(DeviceModel(
 _register(DeviceModel(
     name="virtio-serial-pci", vdev_type="virtio-serial-device", vdev_name="virtio-serial",
     virtio_id=3, pci_device_id=0x1003, class_id=0x0780, summary="serial ports (virtio-console)",
+    # virtio-serial-bus.c names its get_features hook plainly get_features
+    code=_code("hw/virtio/virtio-serial-pci.c", "virtio_serial_pci_instance_init",
+               "virtio_serial_pci_realize", "hw/char/virtio-serial-bus.c",
+               "virtio_serial_device_realize", "get_features"),
     feature_names={0: "SIZE", 1: "MULTIPORT", 2: "EMERG_WRITE"},
     default_vectors=2, nvectors=lambda s: s.value("max_ports") + 1,
     config_len=lambda s: 12 if s.value("emergency-write") else 8,
@@ -560,12 +595,17 @@ _register(DeviceModel(
 _register(DeviceModel(
     name="virtio-rng-pci", vdev_type="virtio-rng-device", vdev_name="virtio-rng", virtio_id=4,
     pci_device_id=0x1005, class_id=0x00FF, summary="entropy source",
+    code=_code("hw/virtio/virtio-rng-pci.c", "virtio_rng_initfn", "virtio_rng_pci_realize",
+               "hw/virtio/virtio-rng.c", "virtio_rng_device_realize", "get_features"),
     nvectors=lambda s: 2, config_len=_fixed(0), queues=_q(8),
     realize_check=_rng_check,
 ))
 _register(DeviceModel(
     name="virtio-balloon-pci", vdev_type="virtio-balloon-device", vdev_name="virtio-balloon",
     virtio_id=5, pci_device_id=0x1002, class_id=0x00FF, summary="memory balloon",
+    code=_code("hw/virtio/virtio-balloon-pci.c", "virtio_balloon_pci_instance_init",
+               "virtio_balloon_pci_realize", "hw/virtio/virtio-balloon.c",
+               "virtio_balloon_device_realize", "virtio_balloon_get_features"),
     feature_props=BALLOON_FEATURES,
     feature_names={0: "MUST_TELL_HOST", 1: "STATS_VQ", 2: "DEFLATE_ON_OOM", 3: "FREE_PAGE_HINT",
                    4: "PAGE_POISON", 5: "REPORTING"},
@@ -601,6 +641,8 @@ MAX_TAG_LEN = 32
 _register(DeviceModel(
     name="virtio-9p-pci", vdev_type="virtio-9p-device", vdev_name="virtio-9p", virtio_id=9,
     pci_device_id=0x1009, class_id=0x0002, summary="9p file system sharing",
+    code=_code("hw/virtio/virtio-9p-pci.c", "virtio_9p_pci_instance_init", "virtio_9p_pci_realize",
+               "hw/9pfs/virtio-9p-device.c", "virtio_9p_device_realize", "virtio_9p_get_features"),
     feature_names={0: "MOUNT_TAG"}, default_vectors=2,
     config_len=lambda s: 2 + len((s.value("mount_tag") or "").encode()),
     queues=_q(128), get_features=lambda s, f: f | _bit(0),
@@ -628,10 +670,15 @@ def _vga_check(s: DeviceSpec, legacy: bool) -> None:
                              "virtio-vga needs at least one output (scanout 0 is the VGA console)")
 
 
-def _gpu_model(name: str, class_id: int, summary: str, **kw) -> DeviceModel:
+def _gpu_model(name: str, class_id: int, summary: str, wrapper_file: str, instance_init: str,
+               wrapper: str, **kw) -> DeviceModel:
+    """virtio-gpu's get_features hook is the shared base class's (virtio-gpu-base.c)."""
     return DeviceModel(
         name=name, vdev_type="virtio-gpu-device", vdev_name="virtio-gpu", virtio_id=16,
         pci_device_id=0, class_id=class_id, summary=summary, variants=False, forced_modern=True,
+        code=_code(wrapper_file, instance_init, wrapper, "hw/display/virtio-gpu.c",
+                   "virtio_gpu_device_realize", "virtio_gpu_base_get_features",
+                   "hw/display/virtio-gpu-base.c"),
         feature_names={0: "VIRGL", 1: "EDID", 2: "RESOURCE_UUID", 3: "RESOURCE_BLOB"},
         default_vectors=3, config_len=_fixed(16), queues=_q(64, 16),
         get_features=lambda s, f: f | (_bit(1) if s.value("edid") else 0) | (_bit(3) if s.value("blob") else 0),
@@ -640,8 +687,10 @@ def _gpu_model(name: str, class_id: int, summary: str, **kw) -> DeviceModel:
         **{"realize_check": _gpu_check, **kw})
 
 
-_register(_gpu_model("virtio-gpu-pci", 0x0380, "GPU (2D)"))
+_register(_gpu_model("virtio-gpu-pci", 0x0380, "GPU (2D)", "hw/display/virtio-gpu-pci.c",
+                     "virtio_gpu_initfn", "virtio_gpu_pci_base_realize"))
 _register(_gpu_model("virtio-vga", 0x0300, "GPU with VGA compatibility (the boot display)",
+                     "hw/display/virtio-vga.c", "virtio_vga_inst_initfn", "virtio_vga_base_realize",
                      rom="vgabios-virtio.bin", rom_size=64 * 1024, realize_check=_vga_check))
 
 #: largest config entry of each input device (name, ids, event bitmaps), from probes of 7.2
@@ -654,6 +703,11 @@ for _name, _cls, _summary in (("keyboard", 0x0900, "keyboard"), ("mouse", 0x0902
     _register(DeviceModel(
         name=f"virtio-{_name}-pci", vdev_type=f"virtio-{_name}-device", vdev_name="virtio-input",
         virtio_id=18, pci_device_id=0, class_id=_cls, summary=f"input: {_summary}",
+        # one wrapper file for the three; the backend realize is virtio-input's, which calls
+        # the HID class's vic->realize (virtio-input-hid.c: virtio_input_hid_realize)
+        code=_code("hw/virtio/virtio-input-pci.c", f"virtio_{_name}_initfn", "virtio_input_pci_realize",
+                   "hw/input/virtio-input.c", "virtio_input_device_realize",
+                   "virtio_input_get_features"),
         variants=False, forced_modern=True, default_vectors=2,
         config_len=_input_len, queues=_q(64, 64),
         device_config=lambda s, _f=_input_len: bytes(_f(s)),  # select = 0: nothing selected yet
@@ -667,6 +721,9 @@ _CRYPTO_BUILTIN_CONFIG = bytes.fromhex(
 _register(DeviceModel(
     name="virtio-crypto-pci", vdev_type="virtio-crypto-device", vdev_name="virtio-crypto",
     virtio_id=20, pci_device_id=0, class_id=0x00FF, summary="crypto accelerator",
+    code=_code("hw/virtio/virtio-crypto-pci.c", "virtio_crypto_initfn", "virtio_crypto_pci_realize",
+               "hw/virtio/virtio-crypto.c", "virtio_crypto_device_realize",
+               "virtio_crypto_get_features"),
     variants=False, forced_modern=True, default_vectors=2, config_len=_fixed(56),
     queues=_q(1024, 1024), backend="cryptodev", device_config=lambda s: _CRYPTO_BUILTIN_CONFIG,
     realize_check=_require("cryptodev", "'cryptodev' parameter expects a valid object",
@@ -686,6 +743,9 @@ def _iommu_config(s: DeviceSpec) -> bytes:
 _register(DeviceModel(
     name="virtio-iommu-pci", vdev_type="virtio-iommu-device", vdev_name="virtio-iommu",
     virtio_id=23, pci_device_id=0, class_id=0x00FF, summary="paravirtual IOMMU",
+    code=_code("hw/virtio/virtio-iommu-pci.c", "virtio_iommu_pci_instance_init",
+               "virtio_iommu_pci_realize", "hw/virtio/virtio-iommu.c", "virtio_iommu_device_realize",
+               "virtio_iommu_get_features"),
     variants=False, forced_modern=True, config_len=_fixed(40), queues=_q(256, 256),
     feature_names={0: "INPUT_RANGE", 1: "DOMAIN_RANGE", 2: "MAP_UNMAP", 3: "BYPASS", 4: "PROBE",
                    5: "MMIO", 6: "BYPASS_CONFIG"},
@@ -697,6 +757,8 @@ _register(DeviceModel(
 _register(DeviceModel(
     name="virtio-mem-pci", vdev_type="virtio-mem", vdev_name="virtio-mem", virtio_id=24,
     pci_device_id=0, class_id=0x00FF, summary="hot-pluggable memory", variants=False,
+    code=_code("hw/virtio/virtio-mem-pci.c", "virtio_mem_pci_instance_init", "virtio_mem_pci_realize",
+               "hw/virtio/virtio-mem.c", "virtio_mem_device_realize", "virtio_mem_get_features"),
     forced_modern=True, config_len=_fixed(56), queues=_q(128), backend="memdev",
     feature_names={0: "ACPI_PXM", 1: "UNPLUGGED_INACCESSIBLE"},
     # ACPI_PXM: x86 machines describe memory with ACPI; UNPLUGGED_INACCESSIBLE only when
@@ -709,6 +771,8 @@ _register(DeviceModel(
 _register(DeviceModel(
     name="virtio-pmem-pci", vdev_type="virtio-pmem", vdev_name="virtio-pmem", virtio_id=27,
     pci_device_id=0, class_id=0x00FF, summary="persistent memory", variants=False,
+    code=_code("hw/virtio/virtio-pmem-pci.c", "virtio_pmem_pci_instance_init", "virtio_pmem_pci_realize",
+               "hw/virtio/virtio-pmem.c", "virtio_pmem_realize", "virtio_pmem_get_features"),
     forced_modern=True, config_len=_fixed(16), queues=_q(128), backend="memdev",
     realize_check=_require("memdev", "'memdev' property is not set",
                            "add memdev=mem0: virtio_lab models -object memory-backend-ram,id=mem0"),

@@ -1,4 +1,8 @@
-"""plug(): run QEMU 7.2's plug path for one device on one machine and return its trace."""
+"""plug(): run QEMU 7.2's plug path for one device on one machine and return its trace.
+
+The trace's roots are the two things qdev_device_add (softmmu/qdev-monitor.c) does to a
+-device: create the object (qdev_new runs the type's instance_init) and realize it
+(qdev_realize)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from ..errors import VirtioLabError
 from ..trace import SPACES, Event, Tracer
 from .devices import model_for, supported_types
 from .machine import Machine
+from .qemu_names import names_of
 from .spec import DeviceSpec, parse_spec
-from .state import Facts, PlugState
+from .state import Facts, PlugState, TreeNode
 from .virtio_pci import PlugError, VirtIOPCIProxy
 
 __all__ = ["Trace", "plug", "StepError"]
@@ -84,9 +89,11 @@ class Trace:
         return self.state_at(len(self.events) - 1)
 
     def index_of(self, function: str, start: int = 0) -> int:
-        """The first event at or after ``start`` whose QEMU function is ``function``."""
+        """The first event at or after ``start`` whose QEMU function is ``function``, by any
+        modelled release's name for it (``qbus_create_inplace`` finds 7.2's ``qbus_init``)."""
+        names = names_of(function)
         for ev in self.events[start:]:
-            if ev.function == function:
+            if ev.function in names:
                 return ev.index
         raise VirtioLabError(f"no step calls {function}; the trace has: "
                              f"{', '.join(sorted({e.function for e in self.events}))}")
@@ -122,6 +129,20 @@ def _parse(text: str) -> DeviceSpec:
     return parse_spec(text, _type_names())
 
 
+def _pci_qdev_realize(proxy: VirtIOPCIProxy, tracer: Tracer, ds: DeviceSpec, m: Machine) -> None:
+    """hw/pci/pci.c: pci_qdev_realize, virtio_pci_dc_realize's parent realize."""
+    with tracer.call("pci_qdev_realize", "hw/pci/pci.c",
+                     "The generic PCI realize: register the device on its bus, run the "
+                     "class realize (virtio_pci_realize), then add the option ROM."):
+        romsize = ds.value("romsize")
+        # is_power_of_2: zero is not one
+        if romsize not in (None, 0xFFFFFFFF) and (romsize == 0 or romsize & (romsize - 1)):
+            proxy.fail(f"ROM size {romsize} is not a power of two")
+        proxy.do_pci_register_device(m.slot_conflict(ds.type))
+        proxy.virtio_pci_realize()
+        proxy.pci_add_option_rom()
+
+
 def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False) -> Trace:
     """Plug one virtio-pci device the way QEMU 7.2 does and record every step.
 
@@ -143,23 +164,20 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
                            bus_is_express=m.bus_is_express, bdf=m.bdf)
     try:
         proxy.instance_init()
-        with tracer.call("device_set_realized", "hw/core/qdev.c",
-                         f"Realize {ds.type} at {m.bdf} on {m.label}: run the realize chain "
-                         f"virtio_pci_dc_realize → pci_qdev_realize → virtio_pci_realize."):
-            if info.model.pre_plug is not None:
-                proxy.memory_device_pre_plug()
-            proxy.virtio_pci_dc_realize()
-            with tracer.call("pci_qdev_realize", "hw/pci/pci.c",
-                             "The generic PCI realize: register the device on its bus, run the "
-                             "class realize (virtio_pci_realize), then add the option ROM."):
-                romsize = ds.value("romsize")
-                # is_power_of_2: zero is not one
-                if romsize not in (None, 0xFFFFFFFF) and (romsize == 0 or romsize & (romsize - 1)):
-                    proxy.fail(f"ROM size {romsize} is not a power of two", where="pci_qdev_realize",
-                               source="hw/pci/pci.c")
-                proxy.do_pci_register_device(m.slot_conflict(ds.type))
-                proxy.virtio_pci_realize()
-                proxy.pci_add_option_rom()
+        with tracer.call("qdev_realize", "hw/core/qdev.c",
+                         f"qdev_device_add puts {ds.type} on {m.bus_path} (slot {m.bdf}) and sets "
+                         f"its realized property to true."):
+            tracer.set_facts(tracer.facts.evolve(tree=tracer.facts.tree + (
+                TreeNode(f"{m.bus_path}/{ds.type}", "device", ds.type, f"virtio-pci proxy at {m.bdf}"),)))
+            with tracer.call("device_set_realized", "hw/core/qdev.c",
+                             f"The realized setter: "
+                             + ("the machine's hotplug handler checks the device first, then "
+                                if info.model.pre_plug is not None else "")
+                             + f"the class realize runs, virtio_pci_dc_realize → pci_qdev_realize "
+                               f"→ virtio_pci_realize."):
+                if info.model.pre_plug is not None:
+                    proxy.memory_device_pre_plug()
+                proxy.virtio_pci_dc_realize(lambda: _pci_qdev_realize(proxy, tracer, ds, m))
     except PlugError as err:
         err.trace = Trace(ds, m, tracer.close(), proxy.cs.size if proxy.cs else 256, err)
         raise

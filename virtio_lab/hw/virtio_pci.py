@@ -2,10 +2,13 @@
 
 Mirrors hw/virtio/virtio-pci.c (virtio_pci_dc_realize, virtio_pci_realize,
 virtio_pci_bus_new, virtio_pci_pre_plugged, virtio_pci_device_plugged,
-virtio_pci_modern_mem_region_map, virtio_pci_add_mem_cap), hw/virtio/virtio-bus.c
-(virtio_bus_device_plugged) and hw/pci/pci.c (pci_qdev_realize,
-do_pci_register_device, pci_add_option_rom). Written from QEMU's behaviour; no
-QEMU code is copied.
+virtio_pci_modern_regions_init, virtio_pci_modern_mem_region_map ->
+virtio_pci_modern_region_map -> virtio_pci_add_mem_cap), hw/virtio/virtio.c
+(virtio_instance_init_common, virtio_device_realize), hw/virtio/virtio-bus.c
+(virtio_bus_device_plugged), hw/core/qdev.c (qdev_realize, device_set_realized) and
+hw/pci/pci.c (pci_qdev_realize, do_pci_register_device, pci_add_option_rom). The
+device's own functions (wrapper, backend realize, get_features) are data on its
+DeviceModel (``model.code``). Written from QEMU's behaviour; no QEMU code is copied.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .devices import (
     DeviceModel,
     TypeInfo,
 )
+from .qemu_names import DEFAULT_RELEASE, cite
 from .spec import DeviceSpec
 from .state import TreeNode
 
@@ -35,6 +39,8 @@ __all__ = ["VirtIOPCIProxy", "PlugError", "VIRTIO_LEGACY_ALLOWED"]
 
 VPC = "hw/virtio/virtio-pci.c"
 PCI = "hw/pci/pci.c"
+QDEV = "hw/core/qdev.c"
+VIRTIO = "hw/virtio/virtio.c"
 
 #: virtio_legacy_allowed(): device ids that may still speak the legacy interface.
 VIRTIO_LEGACY_ALLOWED = frozenset({1, 2, 3, 4, 5, 7, 8, 9, 11, 12})  # + RPMSG, RPROC_SERIAL, CAIF
@@ -67,8 +73,9 @@ class VirtIOPCIProxy:
     """The PCI side of one virtio device while QEMU realizes and plugs it."""
 
     def __init__(self, info: TypeInfo, spec: DeviceSpec, tracer: Tracer, *, bus_path: str,
-                 pcie_port: bool, bus_is_express: bool, bdf: str):
+                 pcie_port: bool, bus_is_express: bool, bdf: str, release: str = DEFAULT_RELEASE):
         self.info = info
+        self.release = release
         self.model: DeviceModel = info.model
         self.spec = spec
         self.tr = tracer
@@ -109,47 +116,63 @@ class VirtIOPCIProxy:
     def facts(self, **changes) -> None:
         self.tr.set_facts(self.tr.facts.evolve(**changes))
 
-    def fail(self, message: str, hint: str | None = None, where: str = "virtio_pci_device_plugged",
-             source: str = VPC) -> None:
-        with self.tr.call("error_setg", source,
-                          f"QEMU refuses the device here ({where}): {message}"
-                          + (f". Hint: {hint}" if hint else ""), error=message):
-            pass
+    def fail(self, message: str, hint: str | None = None, where: str | None = None,
+             source: str | None = None) -> None:
+        """QEMU's refusal (error_setg, a macro): a phase of the running function, or of
+        ``where`` in ``source`` when that callee is the one that refuses."""
+        text = f"QEMU refuses the device here (error_setg): {message}" + (f". Hint: {hint}" if hint else "")
+        current = self.tr.current
+        if where is None or (current is not None and (where, source or current[1]) == current):
+            self.tr.phase(text, error=message)
+        else:
+            with self.tr.call(where, source or VPC, text, error=message):
+                pass
         raise PlugError(message, hint)
 
     # -- Step 0: object creation ---------------------------------------------
     def instance_init(self) -> None:
-        m, spec = self.model, self.spec
-        forced = {"transitional": " The -transitional type forces disable-legacy=off and "
-                                  "disable-modern=off.",
-                  "non-transitional": " The -non-transitional type forces disable-legacy=on and "
-                                      "disable-modern=off.",
-                  "generic": ""}[self.info.variant]
-        with self.tr.call("virtio_instance_init_common", "hw/virtio/virtio.c",
-                          f"-device {spec.type}: create the PCI proxy and its child "
-                          f"'{m.vdev_type}' (the virtio backend), and alias the child's properties "
-                          f"onto the proxy so options like mq= or num-queues= work on the PCI "
-                          f"device.{forced}", type=spec.type):
-            self.facts(tree=(TreeNode(self.bus_path, "bus", "PCIBus" if not self.bus_is_express else "PCIEBus"),
-                             TreeNode(f"{self.bus_path}/{spec.type}", "device", spec.type,
-                                      f"virtio-pci proxy at {self.bdf}")))
+        """qdev_device_add's qdev_new: QOM runs the instance_init of each class of the type,
+        the wrapper's last but for the -transitional/-non-transitional type's own."""
+        m, spec, tr = self.model, self.spec, self.tr
+        init_file, init_fn = m.code.instance_init
+        with tr.call(init_fn, init_file,
+                     f"-device {spec.type}: qdev_device_add has created the proxy object "
+                     f"(qdev_new); its instance_init now sets up the virtio side. Nothing is on "
+                     f"a bus yet.", type=spec.type):
+            with tr.call("virtio_instance_init_common", VIRTIO,
+                         f"Create the proxy's child object 'virtio-backend', of type "
+                         f"{m.vdev_type} (the virtio device), and alias the child's properties "
+                         f"onto the proxy so options like mq= or num-queues= work on the PCI "
+                         f"device."):
+                self.facts(tree=(TreeNode(self.bus_path, "bus",
+                                          "PCIEBus" if self.bus_is_express else "PCIBus"),))
+        if self.info.variant != "generic":
+            forced = "off" if self.info.variant == "transitional" else "on"
+            with tr.call(f"virtio_pci_{self.info.variant.replace('-', '_')}_instance_init", VPC,
+                         f"The {spec.type} type's own instance_init: disable-legacy={forced}, "
+                         f"disable-modern=off."):
+                pass
 
     # -- Step 2-4: PCI core ---------------------------------------------------
     def memory_device_pre_plug(self) -> None:
         """The machine's pre-plug check of a memory device (virtio-mem, virtio-pmem): it runs
-        before any realize (hw/i386/pc.c: pc_virtio_md_pci_pre_plug)."""
-        with self.tr.call("memory_device_pre_plug", "hw/mem/memory-device.c",
-                          "The machine checks where the device's memory will go (memaddr) "
-                          "before anything is realized."):
-            try:
-                self.model.pre_plug(self.spec)
-            except PlugError:
-                raise
-            except VirtioLabError as err:
-                self.fail(err.message, err.hint, where="memory_device_pre_plug",
-                          source="hw/mem/memory-device.c")
+        before any realize (device_set_realized -> hotplug_handler_pre_plug ->
+        pc_machine_device_pre_plug_cb -> pc_virtio_md_pci_pre_plug)."""
+        with self.tr.call("pc_virtio_md_pci_pre_plug", "hw/i386/pc.c",
+                          "The machine's hotplug handler (pc_machine_device_pre_plug_cb) checks a "
+                          "memory device before anything is realized."):
+            with self.tr.call("memory_device_pre_plug", "hw/mem/memory-device.c",
+                              "Check where the device's memory will go (memaddr) in the "
+                              "machine's device-memory range."):
+                try:
+                    self.model.pre_plug(self.spec)
+                except PlugError:
+                    raise
+                except VirtioLabError as err:
+                    self.fail(err.message, err.hint)
 
-    def virtio_pci_dc_realize(self) -> None:
+    def virtio_pci_dc_realize(self, parent_dc_realize) -> None:
+        """Decide Express, then call the parent class's realize (pci_qdev_realize)."""
         x_disable_pcie = bool(self.spec.value("x-disable-pcie"))
         self.express = not x_disable_pcie and not self.disable_modern
         why = ("x-disable-pcie is on" if x_disable_pcie else "modern mode is off"
@@ -157,9 +180,11 @@ class VirtIOPCIProxy:
         with self.tr.call("virtio_pci_dc_realize", VPC,
                           f"Decide whether the device may be PCI Express: "
                           f"{'yes' if self.express else 'no'}, because {why}. An Express device "
-                          f"gets a 4 KiB config space while it registers.",
+                          f"gets a 4 KiB config space while it registers. Then hand over to the "
+                          f"parent class's realize, pci_qdev_realize.",
                           express=self.express):
             self.facts(express=self.express, config_size=4096 if self.express else 256)
+            parent_dc_realize()
 
     def do_pci_register_device(self, slot_conflict: str | None = None) -> None:
         m, tr = self.model, self.tr
@@ -169,7 +194,7 @@ class VirtIOPCIProxy:
                      f"({size} bytes each: config, wmask, w1cmask, cmask, used).",
                      config_size=size, bdf=self.bdf):
             if slot_conflict:
-                self.fail(slot_conflict, where="do_pci_register_device", source=PCI)
+                self.fail(slot_conflict)
             self.cs = cs = ConfigSpace(size, tr)
             tr.phase(f"Write the class's identity: vendor 0x1af4 (Red Hat/Qumranet), device "
                      f"0x{m.pci_device_id:04x}"
@@ -239,7 +264,7 @@ class VirtIOPCIProxy:
                 self.disable_legacy = resolved
             if not self.modern and not self.legacy:
                 self.fail("device cannot work as neither modern nor legacy mode is enabled",
-                          "Set either disable-modern or disable-legacy to off", "virtio_pci_realize")
+                          "Set either disable-modern or disable-legacy to off")
             self.facts(modern=self.modern, legacy=self.legacy)
             if self.pcie_port and self.express:
                 virtio_pci_pcie_caps(
@@ -256,24 +281,27 @@ class VirtIOPCIProxy:
             self.wrapper_realize()
 
     def virtio_pci_bus_new(self) -> None:
+        source, qbus = cite("hw/core/bus.c", "qbus_init", self.release)
         with self.tr.call("virtio_pci_bus_new", VPC,
                           "Create the proxy's own virtio bus, which will hold exactly one virtio "
                           "device."):
-            with self.tr.call("qbus_create_inplace", "hw/core/bus.c",
-                              "qbus_create_inplace(TYPE_VIRTIO_PCI_BUS, \"virtio-bus\"): the bus "
-                              "object, with max_dev = 1 (QEMU 6.2+ spells it qbus_init)."):
+            with self.tr.call(qbus, source,
+                              f"{qbus}(TYPE_VIRTIO_PCI_BUS, \"virtio-bus\"): the bus object, with "
+                              f"max_dev = 1 (the function is qbus_init since QEMU 6.2, "
+                              f"qbus_create_inplace before)."):
                 path = f"{self.bus_path}/{self.spec.type}/virtio-bus"
                 self.facts(tree=self.tr.facts.tree + (TreeNode(path, "bus", "virtio-pci-bus", "max_dev = 1"),))
 
     # -- Step 6: the wrapper (virtio_net_pci_realize, ...) ----------------------
     def wrapper_realize(self) -> None:
         m, spec, tr = self.model, self.spec, self.tr
-        fn = f"{m.name.replace('-', '_')}_realize"
-        with tr.call(fn, f"hw/virtio/{m.name}.c",
-                     f"The {m.name} wrapper: settle the MSI-X vector count"
+        source, fn = m.code.wrapper
+        with tr.call(fn, source,
+                     f"The {m.name} wrapper (VirtioPCIClass.realize): settle the MSI-X vector count"
                      + (", the PCI class" if m.class_code(spec) else "")
                      + (", force virtio 1.0" if m.forced_modern else "")
-                     + f", then realize the {m.vdev_type} on the virtio bus."):
+                     + f", then realize the child 'virtio-backend' ({m.vdev_type}) on the virtio "
+                       f"bus."):
             vectors = spec.get("vectors") if spec.has("vectors") else None
             if vectors is None:
                 prop = spec.value("vectors")
@@ -291,16 +319,16 @@ class VirtIOPCIProxy:
                      + (f" class_code = 0x{self.class_code:04x}." if self.class_code else ""),
                      nvectors=vectors)
             self.facts(nvectors=vectors)
+            if m.name == "virtio-iommu-pci" and self.pcie_port:
+                self.fail("virtio-iommu-pci must be plugged on the root bus")
+            if m.name == "virtio-vga":
+                self.virtio_vga_layout()
             if m.forced_modern:
                 tr.phase("virtio_pci_force_virtio_1: this device exists only as virtio 1.0, so "
                          "disable-legacy=on and disable-modern=off regardless of the spec.")
                 self.disable_legacy, self.disable_modern = "on", False
                 self.facts(modern=True, legacy=False)
-            if m.name == "virtio-iommu-pci" and self.pcie_port:
-                self.fail("virtio-iommu-pci must be plugged on the root bus", where=fn)
-            if m.name == "virtio-vga":
-                self.virtio_vga_layout()
-            self.virtio_device_realize()
+            self.qdev_realize_backend()
 
     def virtio_vga_layout(self) -> None:
         """virtio_vga_base_realize: VRAM in BAR0, virtio moved to BAR2 and to its end."""
@@ -323,12 +351,27 @@ class VirtIOPCIProxy:
                  f"0x{self.regions[3].offset:x}), leaving its start for the VGA registers.")
 
     # -- Step 7-8 -------------------------------------------------------------
+    def qdev_realize_backend(self) -> None:
+        """qdev_realize(vdev, proxy's virtio-bus): the child joins the bus, then is realized."""
+        m, spec, tr = self.model, self.spec, self.tr
+        with tr.call("qdev_realize", QDEV,
+                     f"Put the child 'virtio-backend' ({m.vdev_type}) on the proxy's virtio-bus "
+                     f"and set its realized property to true."):
+            path = f"{self.bus_path}/{spec.type}/virtio-bus/virtio-backend"
+            self.facts(tree=tr.facts.tree + (TreeNode(path, "device", m.vdev_type,
+                                                      f"the proxy's child, a {m.vdev_name}"),))
+            with tr.call("device_set_realized", QDEV,
+                         f"The realized setter runs the class realize of {m.vdev_type}: "
+                         f"virtio_device_realize."):
+                self.virtio_device_realize()
+
     def virtio_device_realize(self) -> None:
         m, spec, tr = self.model, self.spec, self.tr
-        fn = f"{m.vdev_type.replace('-', '_').replace('_device', '')}_device_realize"
-        with tr.call("virtio_device_realize", "hw/virtio/virtio.c",
-                     f"Realize the virtio device {m.vdev_type} on the proxy's virtio bus."):
-            with tr.call(fn, f"hw/virtio/{m.vdev_type}.c",
+        source, fn = m.code.realize
+        with tr.call("virtio_device_realize", VIRTIO,
+                     f"Realize the virtio device {m.vdev_type}: the device class's own realize "
+                     f"(vdc->realize), then announce it to the bus (virtio_bus_device_plugged)."):
+            with tr.call(fn, source,
                          (m.realize_note or "The device model checks its options, sizes its "
                           "config space and creates its virtqueues.")):
                 try:
@@ -336,7 +379,7 @@ class VirtIOPCIProxy:
                 except PlugError:
                     raise
                 except VirtioLabError as err:
-                    self.fail(err.message, err.hint, where=fn, source=f"hw/virtio/{m.vdev_type}.c")
+                    self.fail(err.message, err.hint)
                 self.config_len = m.config_len(spec)
                 self.queues = m.queues(spec)
                 if len(self.queues) > regs.VIRTIO_QUEUE_MAX or max(self.queues, default=0) > regs.VIRTQUEUE_MAX_SIZE:
@@ -344,15 +387,13 @@ class VirtIOPCIProxy:
                               f"virtio_add_queue aborts: {len(self.queues)} virtqueues of up to "
                               f"{max(self.queues)} entries; at most VIRTIO_QUEUE_MAX "
                               f"({regs.VIRTIO_QUEUE_MAX}) queues of VIRTQUEUE_MAX_SIZE "
-                              f"({regs.VIRTQUEUE_MAX_SIZE}) entries", where=fn,
-                              source="hw/virtio/virtio.c")
+                              f"({regs.VIRTQUEUE_MAX_SIZE}) entries", where="virtio_add_queue",
+                              source=VIRTIO)
                 self.device_config = m.device_config(spec)
                 tr.phase(f"virtio_init: device id {m.virtio_id} ({m.vdev_name}), config space "
                          f"{self.config_len} bytes, {len(self.queues)} virtqueue(s) of size "
                          f"{', '.join(map(str, self.queues))}.",
                          virtio_id=m.virtio_id, config_len=self.config_len, queues=tuple(self.queues))
-                path = f"{self.bus_path}/{spec.type}/virtio-bus/{m.vdev_type}"
-                self.facts(tree=tr.facts.tree + (TreeNode(path, "device", m.vdev_type, m.vdev_name),))
             self.virtio_bus_device_plugged()
 
     def virtio_bus_device_plugged(self) -> None:
@@ -363,13 +404,16 @@ class VirtIOPCIProxy:
             has_iommu = bool(spec.value("iommu_platform"))
             with tr.call("virtio_pci_pre_plugged", VPC,
                          "Before the device reports features: a modern transport offers "
-                         "VERSION_1 (bit 32), and every device carries BAD_FEATURE (bit 30), "
-                         "which only legacy drivers see."):
+                         "VERSION_1 (bit 32)"
+                         + ("" if self.modern else " (not this one: disable-modern=on)")
+                         + ", and every device carries BAD_FEATURE (bit 30), which only legacy "
+                           "drivers see."):
                 f = 0
                 if self.modern:
                     f |= 1 << VIRTIO_F_VERSION_1
                 f |= 1 << VIRTIO_F_BAD_FEATURE
-            with tr.call("get_features", f"hw/virtio/{m.vdev_type}.c",
+            source, fn = m.code.get_features
+            with tr.call(fn, source,
                          f"vdc->get_features: {m.vdev_type} adds its feature bits (from its "
                          f"properties) and drops what its backend cannot do."):
                 f = m.get_features(spec, f | m.property_features(spec))
@@ -378,10 +422,9 @@ class VirtIOPCIProxy:
                 self.facts(host_features=f)
             self.virtio_pci_device_plugged()
             if has_iommu:
-                with tr.call("virtio_bus_device_plugged", "hw/virtio/virtio-bus.c",
-                             "iommu_platform=on: keep ACCESS_PLATFORM (bit 33) and take the DMA "
-                             "address space from the PCI bus (plain memory here: no vIOMMU)."):
-                    self.host_features |= 1 << VIRTIO_F_IOMMU_PLATFORM
+                tr.phase("iommu_platform=on: keep ACCESS_PLATFORM (bit 33) and take the DMA "
+                         "address space from the PCI bus (plain memory here: no vIOMMU).")
+                self.host_features |= 1 << VIRTIO_F_IOMMU_PLATFORM
 
     # -- Step 9: virtio_pci_device_plugged -------------------------------------
     def virtio_pci_device_plugged(self) -> None:
@@ -391,7 +434,11 @@ class VirtIOPCIProxy:
                      "Build everything the guest will see of the device in config space: ids, "
                      "interrupt pin, virtio capabilities, BARs and MSI-X."):
             if not spec.value("x-ignore-backend-features") and not self.host_features >> VIRTIO_F_VERSION_1 & 1:
-                tr.phase("The device does not offer VERSION_1, so modern mode is switched off "
+                tr.phase("disable-modern=on: virtio_pci_pre_plugged did not add VERSION_1, so the "
+                         "check 'no VERSION_1, no modern interface' finds it missing and "
+                         "virtio_pci_disable_modern keeps modern mode off."
+                         if self.disable_modern else
+                         "The device's features lack VERSION_1, so modern mode is switched off "
                          "(virtio_pci_disable_modern).")
                 self.disable_modern = True
                 self.facts(modern=False)
@@ -407,10 +454,13 @@ class VirtIOPCIProxy:
                 if self.host_features >> VIRTIO_F_IOMMU_PLATFORM & 1:
                     self.fail("VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor "
                               "transitional device")
-                tr.phase(f"Legacy (transitional) device: keep the transitional device id "
-                         f"0x{m.pci_device_id:04x} and revision 0; the subsystem id carries the "
-                         f"virtio device id ({m.virtio_id}), which is how legacy drivers tell "
-                         f"devices apart.")
+                kind = ("Transitional device (legacy and modern)" if self.modern
+                        else "Legacy-only device (disable-modern=on)")
+                tr.phase(f"{kind}: keep the transitional device id 0x{m.pci_device_id:04x} and "
+                         f"revision 0; the subsystem id carries the virtio device id "
+                         f"({m.virtio_id}). Legacy drivers tell devices apart by it, and so does "
+                         f"a modern driver for a device id below 0x1040 (virtio spec 1.2 "
+                         f"4.1.2.1; Linux's vp_modern_probe).")
                 cs.set(regs.PCI_SUBSYSTEM_ID, 2, m.virtio_id)
             else:
                 did = regs.PCI_DEVICE_ID_VIRTIO_10_BASE + m.virtio_id
@@ -430,11 +480,12 @@ class VirtIOPCIProxy:
                              warning=f"unable to init msix vectors to {self.nvectors}")
                     self.nvectors = 0
                     self.facts(nvectors=0)
-            with tr.call("virtio_pci_device_plugged", VPC,
-                         "Install virtio_write_config/virtio_read_config as the config-space "
-                         "hooks: from now on guest accesses to the PCI cfg window reach the "
-                         "modern BAR."):
-                pass
+            tr.phase("Install virtio_write_config/virtio_read_config as the config-space hooks: a "
+                     "write that clears Bus Master in COMMAND disables the device and drops "
+                     "DRIVER_OK from its status"
+                     + (f"; a read or write of the PCI cfg window's data field (at "
+                        f"0x{self.config_cap + regs.VIRTIO_PCI_CAP_DATA:02x}) reaches the BAR "
+                        f"register the window points at." if self.config_cap else "."))
             if self.legacy:
                 msix_present = bool(self.nvectors)
                 base = regs.VIRTIO_PCI_CONFIG_OFF(msix_present)
@@ -450,6 +501,11 @@ class VirtIOPCIProxy:
         cs, tr, spec = self.cs, self.tr, self.spec
         assert cs is not None
         name = self.model.vdev_name
+        with tr.call("virtio_pci_modern_regions_init", VPC,
+                     f"Create the memory regions of the modern interface and their handlers: "
+                     f"virtio-pci-common-{name}, -isr-, -device-, -notify- and -notify-pio-{name} "
+                     f"(nothing is mapped or written yet)."):
+            pass
         for r in self.regions:
             self.add_mem_cap(r, self.modern_mem_bar_idx, r.offset, r.size,
                              self.mult if r.role == "notify" else None, f"virtio-pci-{r.role}-{name}")
@@ -466,43 +522,58 @@ class VirtIOPCIProxy:
                          "the modern virtio registers: common, isr, device and notify regions")
         cfg = VirtIOPCIRegion("pci-cfg", 0, 0, regs.VirtioCfgType.PCI_CFG, "pci-cfg")
         self.config_cap = self.add_mem_cap(cfg, 0, 0, 0, None, "", cap_len=regs.VIRTIO_PCI_CFG_CAP_LEN)
-        with tr.call("virtio_pci_device_plugged", VPC,
-                     f"Open the PCI cfg window at 0x{self.config_cap:02x}: make its bar, offset, "
-                     f"length and data fields writable, so a driver can reach any BAR register "
-                     f"through config space alone.", cap_offset=self.config_cap):
-            c = self.config_cap
-            cs.set(c + regs.VIRTIO_PCI_CAP_BAR, 1, 0xFF, "wmask")
-            cs.set(c + regs.VIRTIO_PCI_CAP_OFFSET, 4, 0xFFFFFFFF, "wmask")
-            cs.set(c + regs.VIRTIO_PCI_CAP_LENGTH, 4, 0xFFFFFFFF, "wmask")
-            cs.set(c + regs.VIRTIO_PCI_CAP_DATA, 4, 0xFFFFFFFF, "wmask")
+        tr.phase(f"Open the PCI cfg window at 0x{self.config_cap:02x}: make its bar, offset, "
+                 f"length and data fields writable, so a driver can reach any BAR register "
+                 f"through config space alone.", cap_offset=self.config_cap)
+        c = self.config_cap
+        cs.set(c + regs.VIRTIO_PCI_CAP_BAR, 1, 0xFF, "wmask")
+        cs.set(c + regs.VIRTIO_PCI_CAP_OFFSET, 4, 0xFFFFFFFF, "wmask")
+        cs.set(c + regs.VIRTIO_PCI_CAP_LENGTH, 4, 0xFFFFFFFF, "wmask")
+        cs.set(c + regs.VIRTIO_PCI_CAP_DATA, 4, 0xFFFFFFFF, "wmask")
 
     def add_mem_cap(self, r: VirtIOPCIRegion, bar: int, offset: int, length: int,
                     multiplier: int | None, mr_name: str, cap_len: int | None = None) -> int:
-        """virtio_pci_modern_mem_region_map + virtio_pci_add_mem_cap: map, then describe."""
-        cs, tr = self.cs, self.tr
-        assert cs is not None
+        """virtio_pci_modern_{mem,io}_region_map -> virtio_pci_modern_region_map ->
+        virtio_pci_add_mem_cap, or virtio_pci_add_mem_cap alone for the PCI cfg window."""
+        tr = self.tr
         cap_len = cap_len or (regs.VIRTIO_PCI_NOTIFY_CAP_LEN if multiplier is not None
                               else regs.VIRTIO_PCI_CAP_LEN)
         label = regs.VIRTIO_CFG_NAMES[r.cfg_type]
         if r.role == "pci-cfg":
-            fn, why = "virtio_pci_add_mem_cap", (
+            return self.virtio_pci_add_mem_cap(
+                r, bar, offset, length, multiplier, cap_len,
                 "The PCI cfg access capability (cfg_type 5): a window whose bar/offset/length a "
                 "driver fills in, then reads or writes the data field to reach that register.")
-        elif r.role == "notify-pio":
+        if r.role == "notify-pio":
             fn, why = "virtio_pci_modern_io_region_map", (
                 "Map the 4-byte notify port at offset 0 of BAR2 and describe it with a second "
                 "notify capability (cfg_type 2, multiplier 0).")
         else:
             fn, why = "virtio_pci_modern_mem_region_map", (
                 f"Map the {label} region ({mr_name}) at 0x{offset:x} in BAR{bar} and describe it "
-                f"with a vendor capability: cfg_type {int(r.cfg_type)}, bar {bar}, offset "
-                f"0x{offset:x}, length 0x{length:x}"
-                + (f", notify_off_multiplier {multiplier}" if multiplier else "") + ".")
+                f"with a vendor capability.")
         with tr.call(fn, VPC, why, cfg_type=int(r.cfg_type), bar=bar, region_offset=offset,
                      region_length=length):
+            with tr.call("virtio_pci_modern_region_map", VPC,
+                         f"Add {mr_name} as a subregion of BAR{bar} at 0x{offset:x} and fill the "
+                         f"capability: cfg_type {int(r.cfg_type)}, bar {bar}, offset 0x{offset:x}, "
+                         f"length 0x{length:x}"
+                         + (f", notify_off_multiplier {multiplier}" if multiplier else "") + "."):
+                return self.virtio_pci_add_mem_cap(
+                    r, bar, offset, length, multiplier, cap_len,
+                    f"Add the {cap_len}-byte vendor capability (virtio {label}) to the list and "
+                    f"copy the structure into it.")
+
+    def virtio_pci_add_mem_cap(self, r: VirtIOPCIRegion, bar: int, offset: int, length: int,
+                               multiplier: int | None, cap_len: int, why: str) -> int:
+        cs, tr = self.cs, self.tr
+        assert cs is not None
+        label = regs.VIRTIO_CFG_NAMES[r.cfg_type]
+        with tr.call("virtio_pci_add_mem_cap", VPC, why, cfg_type=int(r.cfg_type), bar=bar,
+                     region_offset=offset, region_length=length):
             pos = pci_add_capability(cs, regs.CapID.VNDR, cap_len, f"virtio {label}")
-            tr.phase(f"virtio_pci_add_mem_cap: copy the rest of the {cap_len}-byte structure "
-                     f"into 0x{pos + 2:02x}..0x{pos + cap_len - 1:02x}.", cap_offset=pos)
+            tr.phase(f"Copy the rest of the {cap_len}-byte structure into "
+                     f"0x{pos + 2:02x}..0x{pos + cap_len - 1:02x}.", cap_offset=pos)
             body = bytearray(cap_len - 2)
             body[0] = cap_len
             body[1] = int(r.cfg_type)
@@ -530,14 +601,13 @@ class VirtIOPCIProxy:
                          f"ROM BAR appears in config space.")
                 return
             if romfile not in ROM_FILES:
-                self.fail(f'failed to find romfile "{romfile}"', where="pci_add_option_rom", source=PCI)
+                self.fail(f'failed to find romfile "{romfile}"')
             fsize = ROM_FILES[romfile]
             romsize = spec.value("romsize")
             if romsize is None or romsize == 0xFFFFFFFF:
                 romsize = pow2ceil(fsize)
             elif fsize > romsize:
-                self.fail(f'romfile "{romfile}" ({fsize} bytes) is too large for ROM size {romsize}',
-                          where="pci_add_option_rom", source=PCI)
+                self.fail(f'romfile "{romfile}" ({fsize} bytes) is too large for ROM size {romsize}')
             pci_register_bar(cs, Bar(regs.PCI_ROM_SLOT, "rom", romsize, False, f"{spec.type}.rom",
                                      (Region(romfile, 0, fsize, "rom"),)),
                              f"{romfile} ({fsize} bytes, rounded up to a power of two)")

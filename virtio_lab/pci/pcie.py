@@ -71,14 +71,15 @@ def pcie_endpoint_cap_init(cs: ConfigSpace, extcap_init: bool) -> int:
 
 def virtio_pci_pcie_caps(cs: ConfigSpace, *, aer: bool, deverr: bool, lnkctl: bool, pm: bool,
                          ats: bool, ats_page_aligned: bool, flr: bool, extcap_init: bool) -> int:
-    """The PCIe block of virtio_pci_realize: Express cap, PM cap, then AER/ATS/FLR options."""
+    """The PCIe block of virtio_pci_realize: Express cap, PM cap, then AER/ATS/FLR options.
+
+    Called while virtio_pci_realize runs: its own steps are phases of that call."""
     tr = cs.tracer
     exp = pcie_endpoint_cap_init(cs, extcap_init)
     pm_pos = pci_add_capability(cs, regs.CapID.PM, regs.PCI_PM_SIZEOF, "Power Management")
-    with tr.call("virtio_pci_realize", "hw/virtio/virtio-pci.c",
-                 "Power Management capability: D0 and D3hot, version 3 (PMC = 0x0003).",
-                 cap_offset=pm_pos):
-        cs.set(pm_pos + regs.PCI_PM_PMC, 2, 0x3)
+    tr.phase("Power Management capability: PMC = 0x0003 (version 3 of the PCI Power "
+             "Management Interface, no optional power states).", cap_offset=pm_pos)
+    cs.set(pm_pos + regs.PCI_PM_PMC, 2, 0x3)
     last = regs.PCI_CONFIG_SPACE_SIZE
     if aer:
         with tr.call("pcie_aer_init", "hw/pci/pcie_aer.c",
@@ -110,9 +111,8 @@ def virtio_pci_pcie_caps(cs: ConfigSpace, *, aer: bool, deverr: bool, lnkctl: bo
                      "Control (x-pcie-lnkctl-init)."):
             cs.set_bits(exp + regs.PCI_EXP_LNKCTL, 2, PCI_EXP_LNKCTL_CCC_ES, "wmask")
     if pm:
-        with tr.call("virtio_pci_realize", "hw/virtio/virtio-pci.c",
-                     "Make the power state field of PM Control writable (x-pcie-pm-init)."):
-            cs.set(pm_pos + regs.PCI_PM_CTRL, 2, PCI_PM_CTRL_STATE_MASK, "wmask")
+        tr.phase("Make the power state field of PM Control writable (x-pcie-pm-init).")
+        cs.set(pm_pos + regs.PCI_PM_CTRL, 2, PCI_PM_CTRL_STATE_MASK, "wmask")
     if ats:
         with tr.call("pcie_ats_init", _SRC,
                      f"ats=on: add Address Translation Services at 0x{last:03x}"
