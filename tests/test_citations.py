@@ -124,6 +124,13 @@ def test_every_plug_citation_is_a_function_of_that_file_in_qemu_7_2():
     assert missing(cites) == []
 
 
+def test_every_guest_citation_is_a_function_of_that_file():
+    cites = probe_cites()
+    assert any(s.startswith("drivers/virtio/") for s, _ in cites)
+    assert any(s.startswith("src/fw/") for s, _ in cites)
+    assert missing(cites) == []
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_each_model_cites_its_own_code_from_qemu_7_2(name):
     """The backend data on each DeviceModel (not names derived from the type)."""

@@ -42,7 +42,7 @@ def _rom_accesses(r) -> list[tuple[str, int]]:
     for e in ev[start + 1:]:
         if e.depth <= ev[start].depth:
             break
-        if e.function in ("config_read", "config_write") and e.detail("addr") == regs.PCI_ROM_ADDRESS:
+        if e.function in ("virtio_read_config", "virtio_write_config") and e.detail("addr") == regs.PCI_ROM_ADDRESS:
             out.append((e.function, e.detail("value")))
     return out
 
@@ -50,8 +50,8 @@ def _rom_accesses(r) -> list[tuple[str, int]]:
 def test_map_pcirom_sizes_a_rom_it_does_not_have():
     """virtio-gpu-pci has no ROM BAR: the sizing reads 0 and the 0 is written back."""
     r = probe("virtio-gpu-pci", "q35", True)
-    assert _rom_accesses(r) == [("config_read", 0), ("config_write", 0xFFFFFFFE),
-                                ("config_read", 0), ("config_write", 0)]
+    assert _rom_accesses(r) == [("virtio_read_config", 0), ("virtio_write_config", 0xFFFFFFFE),
+                                ("virtio_read_config", 0), ("virtio_write_config", 0)]
 
 
 def test_map_pcirom_enables_then_restores_a_real_rom():
@@ -59,9 +59,9 @@ def test_map_pcirom_enables_then_restores_a_real_rom():
     acc = _rom_accesses(r)
     orig = acc[0][1] & ~1
     size = r.trace.events[-1].facts.bar(regs.PCI_ROM_SLOT).size
-    assert acc[1] == ("config_write", 0xFFFFFFFE)
-    assert acc[2] == ("config_read", (~(size - 1) & 0xFFFFFFFF) | 0)  # the size mask, enable clear
-    assert acc[3:] == [("config_write", orig | 1), ("config_write", orig)]
+    assert acc[1] == ("virtio_write_config", 0xFFFFFFFE)
+    assert acc[2] == ("virtio_read_config", (~(size - 1) & 0xFFFFFFFF) | 0)  # the size mask, enable clear
+    assert acc[3:] == [("virtio_write_config", orig | 1), ("virtio_write_config", orig)]
 
 
 def test_vga_is_routed_as_the_primary_vga():
@@ -76,5 +76,5 @@ def test_vga_is_routed_as_the_primary_vga():
             if e.depth <= ev[start].depth:
                 break
             inside.append(e)
-        assert sum(e.function == "config_write" and e.detail("addr") == regs.PCI_COMMAND
+        assert sum(e.function == "virtio_write_config" and e.detail("addr") == regs.PCI_COMMAND
                    for e in inside) == writes

@@ -33,6 +33,9 @@ __all__ = ["Driver", "DRIVERS", "linux_probe", "LinuxResult", "ProbeFailed", "TR
 VPCI = "drivers/virtio/virtio_pci_common.c"
 VMOD = "drivers/virtio/virtio_pci_modern_dev.c"
 VLEG = "drivers/virtio/virtio_pci_legacy_dev.c"
+#: virtio_pci's virtio_config_ops (vp_get_features, vp_finalize_features, vp_config_vector,
+#: setup_vq, vp_reset) live in these, one per interface; they call the *_dev.c helpers
+OPS = {True: "drivers/virtio/virtio_pci_modern.c", False: "drivers/virtio/virtio_pci_legacy.c"}
 VIRTIO = "drivers/virtio/virtio.c"
 PCIPROBE = "drivers/pci/probe.c"
 MSI = "drivers/pci/msi/msi.c"
@@ -50,10 +53,14 @@ _BLK = (2, 1, 4, 5, 6, 9, 10, 11, 12, 13, 14, 16)
 
 @dataclass(frozen=True)
 class Driver:
-    """A virtio driver of the guest: module name, its feature tables, its source file."""
+    """A virtio driver of the guest: module name, source file, its virtio_driver hooks
+    (``.probe``, ``.validate``: the functions 6.1 installs, read from its source) and its
+    feature tables."""
 
     name: str
     source: str
+    probe: str
+    validate: str | None
     features: tuple[int, ...]
     legacy_features: tuple[int, ...] | None = None
 
@@ -64,19 +71,18 @@ class Driver:
 
 #: virtio device id -> the kit's driver for it (drivers' feature_table / feature_table_legacy).
 DRIVERS = {
-    1: Driver("virtio_net", "drivers/net/virtio_net.c", _NET, _NET + (6, 27)),  # + GSO, ANY_LAYOUT
-    2: Driver("virtio_blk", "drivers/block/virtio_blk.c", _BLK),
-    3: Driver("virtio_console", "drivers/char/virtio_console.c", (0, 1)),  # SIZE, MULTIPORT
-    4: Driver("virtio_rng", "drivers/char/hw_random/virtio-rng.c", ()),
-    5: Driver("virtio_balloon", "drivers/virtio/virtio_balloon.c", (0, 1, 2, 3, 4, 5)),
-    8: Driver("virtio_scsi", "drivers/scsi/virtio_scsi.c", (1, 2, 3)),  # HOTPLUG, CHANGE, T10_PI
-    18: Driver("virtio_input", "drivers/virtio/virtio_input.c", ()),
+    1: Driver("virtio_net", "drivers/net/virtio_net.c", "virtnet_probe", "virtnet_validate",
+              _NET, _NET + (6, 27)),  # + GSO, ANY_LAYOUT
+    2: Driver("virtio_blk", "drivers/block/virtio_blk.c", "virtblk_probe", None, _BLK),
+    3: Driver("virtio_console", "drivers/char/virtio_console.c", "virtcons_probe", None,
+              (0, 1)),  # SIZE, MULTIPORT
+    4: Driver("virtio_rng", "drivers/char/hw_random/virtio-rng.c", "virtrng_probe", None, ()),
+    5: Driver("virtio_balloon", "drivers/virtio/virtio_balloon.c", "virtballoon_probe",
+              "virtballoon_validate", (0, 1, 2, 3, 4, 5)),
+    8: Driver("virtio_scsi", "drivers/scsi/virtio_scsi.c", "virtscsi_probe", None,
+              (1, 2, 3)),  # HOTPLUG, CHANGE, T10_PI
+    18: Driver("virtio_input", "drivers/virtio/virtio_input.c", "virtinput_probe", None, ()),
 }
-
-
-#: Drivers with a validate hook (run after the first finalize; features written again if changed).
-VALIDATE = {"virtio_net": "virtnet_validate", "virtio_blk": "virtblk_validate",
-            "virtio_balloon": "virtballoon_validate", "virtio_console": "virtcons_validate"}
 
 
 class ProbeFailed(Exception):
@@ -128,8 +134,10 @@ class _Linux:
     # ------------------------------------------------- PCI core enumeration
     def enumerate(self) -> None:
         with self.call("pci_scan_device", PCIPROBE,
-                       "The PCI core finds the function, reads its IDs and header type, sizes its "
-                       "BARs again (with decoding off) and keeps the firmware's addresses."):
+                       "Debian 12's Linux 6.1 boots and its PCI core finds the function, reads its "
+                       "IDs and header type, sizes its BARs again (with decoding off: "
+                       "__pci_read_base) and keeps the firmware's addresses. The virtio_pci module "
+                       "loads later and probes it."):
             vendor = self.cfg_r(regs.PCI_VENDOR_ID, 4)
             self.cfg_r(regs.PCI_CLASS_PROG - 1, 4)
             self.cfg_r(regs.PCI_HEADER_TYPE, 1)
@@ -226,9 +234,11 @@ class _Linux:
     # --------------------------------------------------------- virtio_pci
     def virtio_pci_probe(self) -> None:
         with self.call("virtio_pci_probe", VPCI,
-                       "virtio-pci binds every 1af4 function: enable it, try the modern probe, fall "
-                       "back to the legacy one, set Bus Master, register the virtio device "
-                       "(virtio spec §4.1.2 discovery)."):
+                       "virtio-pci's id table matches every 1af4 device (PCI_ANY_ID), but its probe "
+                       "keeps only what the modern probe (device ids 0x1000-0x107f) or the legacy "
+                       "probe (0x1000-0x103f, revision 0) accepts: enable it, try the modern probe, "
+                       "fall back to the legacy one, set Bus Master, register the virtio device "
+                       "(virtio spec 1.2 §4.1.2 discovery)."):
             self.pci_enable_device()
             try:
                 mode = self.vp_modern_probe()
@@ -347,9 +357,15 @@ class _Linux:
                 return None
             vid = self.cfg_r(regs.PCI_SUBSYSTEM_ID, 2) if did < 0x1040 else did - 0x1040
             self.virtio_id = vid
+            self.tr.phase(f"Virtio device id {vid}: "
+                          + (f"a transitional id (0x{did:04x} < 0x1040) takes it from the "
+                             f"subsystem device id, as the legacy driver does (virtio spec 1.2 "
+                             f"§4.1.2.1)." if did < 0x1040 else
+                             f"device id 0x{did:04x} - 0x1040."), virtio_id=vid)
             common = self.find_capability(regs.VirtioCfgType.COMMON_CFG, "COMMON_CFG")
             if not common:
-                self._note_vmod("virtio_pci: leaving for legacy driver")
+                self.tr.phase("dev_info: virtio_pci: leaving for legacy driver (no COMMON_CFG "
+                              "capability).")
                 return None
             isr = self.find_capability(regs.VirtioCfgType.ISR_CFG, "ISR_CFG")
             notify = self.find_capability(regs.VirtioCfgType.NOTIFY_CFG, "NOTIFY_CFG")
@@ -372,8 +388,6 @@ class _Linux:
                 self.caps["device"] = self.map_capability(device, 0, 4, 0, PAGE_SIZE, "device configuration")
             return "modern"
 
-    def _note_vmod(self, text: str) -> None:
-        self.d._note("dev_info", VMOD, text)
 
     def vp_legacy_probe(self) -> str | None:
         with self.call("vp_legacy_probe", VLEG,
@@ -404,15 +418,15 @@ class _Linux:
         else:
             self.d.bar_write(0, regs.VIRTIO_PCI_STATUS, v, 1)
 
-    def add_status(self, bit: int, fn: str, text: str) -> None:
-        with self.call(fn, VIRTIO, text):
+    def add_status(self, bit: int, fn: str, text: str, source: str = VIRTIO) -> None:
+        with self.call(fn, source, text):
             self.set_status(self.get_status() | bit)
 
     def register_virtio_device(self) -> None:
         with self.call("register_virtio_device", VIRTIO,
                        "Reset the device (write 0, wait until status reads 0), then say ACKNOWLEDGE: "
                        "the guest has noticed it (virtio spec §3.1.1 steps 1-2)."):
-            with self.call("vp_reset", VPCI.replace("common", "modern" if self.modern else "legacy"),
+            with self.call("vp_reset", OPS[self.modern],
                            "Reset: device_status = 0, then read it back until it is 0 (the spec's "
                            "MUST, which also flushes the write)."):
                 self.set_status(0)
@@ -428,7 +442,7 @@ class _Linux:
         self.virtio_dev_probe(drv)
 
     def get_features(self) -> int:
-        with self.call("vp_get_features", VMOD if self.modern else VLEG,
+        with self.call("vp_get_features", OPS[self.modern],
                        "Read what the device offers: device_feature for select 0 and 1 "
                        "(legacy: the 32-bit host features register)."):
             if self.modern:
@@ -440,7 +454,7 @@ class _Linux:
             return self.d.bar_read(0, regs.VIRTIO_PCI_HOST_FEATURES, 4)
 
     def finalize(self, features: int) -> int:
-        with self.call("vp_finalize_features", VMOD if self.modern else VLEG,
+        with self.call("vp_finalize_features", OPS[self.modern],
                        "vring_transport_features drops transport bits 6.1 does not know; a modern "
                        "device must have VERSION_1; write the features (virtio spec §3.1.1 step 5)."):
             for b in range(28, 41):
@@ -507,10 +521,9 @@ class _Linux:
                 self.add_status(FAILED, "virtio_add_status", f"The probe failed ({err}): status |= FAILED (0x80).")
 
     def validate(self, drv: Driver, feats: int) -> int:
-        hook = VALIDATE.get(drv.name)
-        if hook is None:
+        if drv.validate is None:
             return feats
-        with self.call(hook, drv.source, "The driver's validate hook may drop features it cannot use here."):
+        with self.call(drv.validate, drv.source, "The driver's validate hook may drop features it cannot use here."):
             if drv.name == "virtio_balloon":
                 # no init_on_free / page poisoning in Debian's default boot; no indirect
                 # descriptors (page reporting must not allocate); no IOMMU bypass
@@ -524,16 +537,13 @@ class _Linux:
                     feats &= ~(1 << 3)
                 if feats >> 62 & 1 and not feats >> 5 & 1:
                     feats &= ~(1 << 62)
-            elif drv.name == "virtio_blk" and feats >> 6 & 1:
-                bs = self.cread("blk_size")
-                if bs < 512 or bs > PAGE_SIZE:
-                    feats &= ~(1 << 6)
             self.tr.phase(f"After validate: 0x{feats:x}.", features=f"0x{feats:x}")
             return feats
 
     def device_ready(self) -> None:
         self.add_status(DRIVER_OK, "virtio_device_ready",
-                        "status |= DRIVER_OK (4): the driver is live (virtio spec §3.1.1 step 8).")
+                        "status |= DRIVER_OK (4): the driver is live (virtio spec §3.1.1 step 8).",
+                        source="include/linux/virtio_config.h")
 
     # ------------------------------------------------------------ drivers
     def vq_plan(self, drv: Driver) -> list[tuple[str, bool]]:
@@ -583,7 +593,7 @@ class _Linux:
         return []
 
     def driver_probe(self, drv: Driver) -> None:
-        with self.call(f"{drv.name}_probe", drv.source,
+        with self.call(drv.probe, drv.source,
                        f"{drv.name}'s probe: read the device config it needs, then find_vqs sets up "
                        f"the virtqueues and their interrupts."):
             f = self.res.features
@@ -593,6 +603,10 @@ class _Linux:
             self.find_vqs(vqs)
             if drv.name == "virtio_blk":
                 self.cread_many(*self.field("capacity"), "capacity (512-byte sectors)", width=4)  # virtblk_update_capacity
+                if f >> 6 & 1:  # BLK_SIZE: blk_validate_block_size, 512..PAGE_SIZE, a power of 2
+                    bs = self.cread("blk_size")
+                    if bs < 512 or bs > PAGE_SIZE or bs & (bs - 1):
+                        raise ProbeFailed(f"virtio_blk: invalid block size: 0x{bs:x}")
             if drv.name in ("virtio_net", "virtio_blk", "virtio_scsi", "virtio_console", "virtio_balloon"):
                 # these drivers call virtio_device_ready themselves before using their queues
                 self.device_ready()
@@ -600,8 +614,12 @@ class _Linux:
     def cread_many(self, off: int, n: int, what: str, width: int = 1) -> int:
         """__virtio_cread_many: read config_generation around the bytes, retry if it moved."""
         with self.call("__virtio_cread_many", "include/linux/virtio_config.h",
-                       f"Read {what}: {n} bytes of device config, bracketed by config_generation reads "
-                       f"so a change in between is noticed (virtio spec §2.5.1)."):
+                       f"Read {what}: {n} bytes of device config"
+                       + (", bracketed by config_generation reads so a change in between is "
+                          "noticed (virtio spec 1.2 §2.5.1)." if self.modern else
+                          " in one pass: the legacy interface has no generation counter (its "
+                          "config ops have no .generation), so a change in between goes "
+                          "unnoticed.")):
             for _ in range(4):
                 gen = self.d.common_read("config_generation") if self.modern else 0
                 value = 0
@@ -623,13 +641,13 @@ class _Linux:
                 if self.msix_entries >= nvec:
                     self.find_vqs_msix(vqs, nvec, shared)
                     break
-                self.d._note("pci_alloc_irq_vectors", MSI,
+                self.d._note("pci_alloc_irq_vectors", "include/linux/pci.h",
                              f"{nvec} MSI-X vectors wanted, the table has {self.msix_entries}: "
                              f"-ENOSPC, try the next way.")
             else:
                 self.find_vqs_intx(vqs)
             if self.modern:
-                with self.call("vp_modern_find_vqs", "drivers/virtio/virtio_pci_modern.c",
+                with self.call("vp_modern_find_vqs", OPS[True],
                                "Only now enable every queue: queue_enable = 1 cannot be undone "
                                "except by a reset (virtio spec §4.1.4.3)."):
                     for i in range(len(vqs)):
@@ -687,7 +705,7 @@ class _Linux:
             self.cfg_w(cap + regs.PCI_MSIX_FLAGS, ctrl & ~regs.PCI_MSIX_FLAGS_MASKALL, 2)
 
     def request_irq(self, v: int, name: str) -> None:
-        with self.call("request_irq", "kernel/irq/manage.c",
+        with self.call("request_irq", "include/linux/interrupt.h",
                        f"Handler for vector {v} ({name}): the MSI message (x86 address 0xfee01004: "
                        f"CPU 0, logical mode; data = the CPU vector the kernel picked) is written, "
                        f"then the entry is unmasked."):
@@ -698,7 +716,7 @@ class _Linux:
             self.d.bar_write(self.table_bar, base + 12, 0, 4)
 
     def config_vector(self, v: int) -> int:
-        with self.call("vp_config_vector", VMOD if self.modern else VLEG,
+        with self.call("vp_config_vector", OPS[self.modern],
                        f"Route config-change interrupts to vector {v} and read it back: NO_VECTOR "
                        f"would mean the device refused (virtio spec §4.1.5.1.2)."):
             if self.modern:
@@ -711,7 +729,7 @@ class _Linux:
         d = self.d
         ring = 0x02A00000 + 0x10000 * i  # the kernel's DMA allocation (illustrative)
         if not self.modern:
-            with self.call("setup_vq", "drivers/virtio/virtio_pci_legacy.c",
+            with self.call("setup_vq", OPS[False],
                            f"Queue {i} ({name}), legacy: select it, read its fixed size, check it is "
                            f"not active (PFN 0), give the ring's page frame number, then its vector."):
                 d.bar_write(0, regs.VIRTIO_PCI_QUEUE_SEL, i, 2)
@@ -725,7 +743,7 @@ class _Linux:
                         raise ProbeFailed(f"setup_vq: vector {vec} refused (-EBUSY)")
                 self.res.queues.append({"index": i, "name": name, "size": num, "vector": vec})
             return
-        with self.call("setup_vq", "drivers/virtio/virtio_pci_modern.c",
+        with self.call("setup_vq", OPS[True],
                        f"Queue {i} ({name}): select it, read its size (0 = no such queue; must be a "
                        f"power of 2), allocate the split ring, write size and desc/avail/used, find "
                        f"its notify address, set its MSI-X vector (virtio spec §4.1.5.1.3)."):
@@ -774,11 +792,10 @@ class _Linux:
 def linux_probe(dev: GuestDevice, machine: str) -> LinuxResult:
     """Replay Linux 6.1 on the device: enumeration, virtio_pci_probe, the driver's probe."""
     lx = _Linux(dev, machine)
-    with dev.tracer.call("linux_boot", "init/main.c",
-                         "Debian 12's Linux 6.1 boots: the PCI core enumerates the bus, then the "
-                         "virtio_pci module binds the device and its virtio driver takes over."):
-        lx.enumerate()
-        lx.virtio_pci_probe()
+    # Two roots, not one: the PCI core's scan runs from the boot's initcalls, the probe
+    # later from loading the virtio_pci module (its pci_register_driver)
+    lx.enumerate()
+    lx.virtio_pci_probe()
     lx.res.cfg_size = lx.cfg_size
     return lx.res
 

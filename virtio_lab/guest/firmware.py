@@ -366,10 +366,12 @@ def _map(dev: GuestDevice, lists, pcimem_start: int, place: Placement, root_port
         pref = align_up(align_up(base + _sum(r64[0]), _align(r64[1])), 1 << 30)
         high = [(r64[0], base), (r64[1], pref)]
         place.mem64 = True
-    dev._note("pci_bios_init_root_regions", SRC,
-              f"IO from 0x{place.io_base:x} ({total_io:#x} bytes); memory from 0x{place.mem_base:x}, "
-              f"prefetchable from 0x{place.prefmem_base:x} (each list ends as close to 0xfec00000 as its "
-              f"alignment allows)" + ("; 64-bit BARs go above 4 GiB" if high else "") + ".")
+    if dev.record:  # pci_bios_init_root_regions_io and _mem, pci_bios_map_devices' helpers
+        dev.tracer.phase(
+            f"pci_bios_init_root_regions_io/_mem: IO from 0x{place.io_base:x} ({total_io:#x} bytes); "
+            f"memory from 0x{place.mem_base:x}, prefetchable from 0x{place.prefmem_base:x} (each list "
+            f"ends as close to 0xfec00000 as its alignment allows)"
+            + ("; 64-bit BARs go above 4 GiB" if high else "") + ".")
     bases = {0: [place.io_base, place.mem_base, place.prefmem_base], 1: [0, 0, 0]}
     for lst, base in high:
         _map_list(dev, lst, base, bases, place)

@@ -206,7 +206,7 @@ class GuestDevice(ConfigAccess):
             window = self._cfg_window(write=False)
         value = super().config_read(addr, size)
         if self.record:
-            with self._event("config_read", VPC,
+            with self._event("virtio_read_config", VPC,
                              f"The guest reads {size} byte{'s' if size > 1 else ''} of config space "
                              f"at 0x{addr:03x} ({self.label(min(addr, self.size - 1))}): "
                              f"{_hex(value, size)}.{window}", addr=addr, size=size, value=value):
@@ -237,7 +237,7 @@ class GuestDevice(ConfigAccess):
                         f"{_hex(stored, hi - lo)})" if after == before else
                         f"the write rule (wmask keeps writable bits, w1cmask clears) stores "
                         f"{_hex(stored, hi - lo)}")
-            ctx = self._event("config_write", VPC,
+            ctx = self._event("virtio_write_config", VPC,
                               f"The guest writes {_hex(value, size)} to config space at 0x{addr:03x} "
                               f"({self.label(min(addr, self.size - 1))}), {size} byte{'s' if size > 1 else ''}: "
                               f"{what}.", addr=addr, size=size, value=value)
