@@ -490,8 +490,12 @@ class VirtIOPCIProxy:
                 msix_present = bool(self.nvectors)
                 base = regs.VIRTIO_PCI_CONFIG_OFF(msix_present)
                 size = pow2ceil(base + self.config_len)
-                regions = (Region("legacy header", 0, base, "legacy"),
-                           Region("device config", base, self.config_len, "device"))
+                # the BAR is sized for the header with the MSI-X vector registers; the device
+                # config itself starts at VIRTIO_PCI_CONFIG_OFF(MSI-X *enabled*): 0x14 now,
+                # 0x18 once a driver enables MSI-X (hw/virtio/virtio-pci.c: virtio_pci_config_read)
+                now = regs.VIRTIO_PCI_CONFIG_OFF(False)
+                regions = (Region("legacy header", 0, now, "legacy"),
+                           Region("device config", now, self.config_len, "device"))
                 pci_register_bar(cs, Bar(self.legacy_io_bar_idx, "io", size, False, "virtio-pci", regions),
                                  f"the legacy virtio header ({base} bytes"
                                  f"{' with the MSI-X vector registers' if msix_present else ''}) plus "

@@ -103,7 +103,10 @@ def bar_map_html(source: Any, step: int | None = None, *, select: Any = None, cs
         for r in b.regions:
             extra = _describer(windows, b.index, r)
             if legacy_bar and r.role == "device":
-                extra = "the device-specific config, right after the legacy header (no capability: legacy drivers know it)"
+                extra = ("the device-specific config, right after the legacy header (no capability: "
+                         "legacy drivers know it). It starts at VIRTIO_PCI_CONFIG_OFF(MSI-X enabled): "
+                         "0x14 while MSI-X is off, 0x18 once the driver enables MSI-X, when 0x14 and "
+                         "0x16 become the config and queue MSI-X vectors")
             if r.role == "notify" and notify_mult is not None:
                 extra += f"; queue n notifies at 0x{r.offset:x} + n×{notify_mult}"
             if r.role == "legacy":
