@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from .errors import VirtioLabError
+from .errors import VirtioLabError, one_line, shown
 
 __all__ = ["main", "build_parser"]
 
@@ -21,7 +21,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (exit 2) instead of usage + error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see --help)") + "\n")
+
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -130,16 +131,9 @@ def cmd_lspci(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .files import MAX_INPUT, read_input
     from .text.explain import explain, render
-    if args.file == "-":
-        text = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(args.file, "rb") as fh:
-                text = fh.read()
-        except OSError as err:
-            raise VirtioLabError(f"cannot read {args.file}: {err.strerror}") from None
-    reports = explain(text)
+    reports = explain(read_input(args.file, MAX_INPUT, "explain input"))
     if args.json:
         print(json.dumps([r.as_dict() for r in reports], indent=1))
     else:
@@ -152,11 +146,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .views.report import report_trace, write_report
     Machine(args.machine, args.root_port)
     trace = report_trace(args.spec, args.machine, args.root_port)
-    try:
-        path = write_report(trace, args.output)
-    except OSError as err:
-        raise VirtioLabError(f"cannot write the report to {args.output}: "
-                             f"{err.strerror or err}") from None
+    path = write_report(trace, args.output)
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB): open it in any browser, no network needed")
     if trace.error:  # the report still shows the steps up to QEMU's refusal
         print(f"note: QEMU refuses this device ({trace.error}); the report steps up to the refusal",
@@ -263,15 +253,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][1](args)
     except VirtioLabError as err:
-        print(f"{PROG} {args.command}: {err}", file=sys.stderr)
+        print(one_line(f"{PROG} {args.command}: {err}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `| head`
         return 0
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # a bug, not bad input: still one line, and a distinct status
-        print(f"{PROG} {args.command}: internal error: {type(err).__name__}: "
-              f"{' '.join(str(err).split())[:200]} (please report this as a bug)", file=sys.stderr)
+        print(one_line(f"{PROG} {args.command}: internal error: {type(err).__name__}: "
+                       f"{shown(str(err), quote='', limit=160)} (please report this as a bug)"),
+              file=sys.stderr)
         return 1
 
 

@@ -17,12 +17,12 @@ device QEMU would refuse fails with QEMU's message.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
+from ..files import read_input, size_text, write_atomic
 
 __all__ = ["FORMAT", "VERSION", "GuestWrite", "Session", "load", "save", "loads", "dumps"]
 
@@ -84,6 +84,10 @@ class Session:
     @classmethod
     def of(cls, trace, step: int = -1, writes=()) -> "Session":
         """The session of a :class:`~virtio_lab.plug.Trace` at ``step`` (what a view shows)."""
+        from ..hw.plug import Trace
+        if not isinstance(trace, Trace):
+            raise VirtioLabTypeError(f"Session.of() takes a trace (virtio_lab.plug(...)), not "
+                                     f"{type_name(trace)}")
         m = trace.machine
         return cls(trace.spec.text, m.name, m.root_port, step, tuple(writes))
 
@@ -174,10 +178,8 @@ def _kind(v: Any) -> str:
 
 
 def _show(v: Any) -> str:
-    text = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
-    if len(text) <= 40:
-        return text
-    return text[:36] + ("…\"" if text.startswith('"') else "…")  # keep a quoted value quoted
+    """A value from the file as the message quotes it (JSON style, escaped, shortened)."""
+    return shown(v, '"', 40)
 
 
 def _write(w: Any, i: int) -> GuestWrite:
@@ -202,6 +204,8 @@ def _write(w: Any, i: int) -> GuestWrite:
 
 
 def dumps(session: Session) -> str:
+    if not isinstance(session, Session):
+        raise VirtioLabTypeError(f"dumps() takes a Session, not {type_name(session)}")
     return json.dumps(session.to_dict(), indent=1) + "\n"
 
 
@@ -214,12 +218,12 @@ def loads(text: str | bytes, check: bool = True) -> Session:
             raise VirtioLabError("session file is not UTF-8 text: is it really a saved "
                                  "virtio_lab session?") from None
     if not isinstance(text, str):
-        raise VirtioLabError(f"session must be JSON text, not {type(text).__name__}")
+        raise VirtioLabTypeError(f"a session is JSON text (str or bytes), not {type_name(text)}")
     if len(text) > MAX_BYTES:
-        raise VirtioLabError(f"session file is {len(text)} bytes; a session is under "
-                             f"{MAX_BYTES} bytes, so this is not one")
+        raise VirtioLabError(f"session text is {size_text(len(text))}; a session is under "
+                             f"{size_text(MAX_BYTES)}, so this is not one")
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, parse_int=_int)
     except json.JSONDecodeError as err:
         raise VirtioLabError(f"session file is not valid JSON (line {err.lineno}, column "
                              f"{err.colno}: {err.msg}); it may be truncated or corrupt") from None
@@ -228,24 +232,28 @@ def loads(text: str | bytes, check: bool = True) -> Session:
     return Session.from_dict(data, check)
 
 
+def _int(digits: str) -> int:
+    """A JSON integer; one of thousands of digits (past Python's int-string limit) is no
+    session value."""
+    if len(digits.lstrip("-")) > 40:
+        raise VirtioLabError(f"session file holds a number of {len(digits.lstrip('-'))} digits, "
+                             "which no session field takes")
+    return int(digits)
+
+
 def _no_constant(name: str) -> Any:
     raise VirtioLabError(f"session file contains {name}, which is not valid JSON")
 
 
 def save(session: Session, path: str | Path) -> Path:
-    path = Path(path)
-    try:
-        path.write_text(dumps(session), encoding="utf-8")
-    except OSError as err:
-        raise VirtioLabError(f"cannot save the session to {path}: {err.strerror or err}") from None
-    return path
+    """Write ``session`` to ``path`` as JSON (through a temporary file: a failure leaves an
+    existing file as it was)."""
+    if not isinstance(session, Session):
+        raise VirtioLabTypeError(f"save() takes a Session (Session.of(trace)), not "
+                                 f"{type_name(session)}")
+    return write_atomic(path, dumps(session), "the session")
 
 
 def load(path: str | Path, check: bool = True) -> Session:
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as err:
-        raise VirtioLabError(f"cannot read session file {path}: {err.strerror or err}") from None
-    return loads(raw, check)
+    """Read a session file (a regular file under 1 MiB; ``-`` is stdin) and check it."""
+    return loads(read_input(path, MAX_BYTES, "session file"), check)

@@ -560,7 +560,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ..errors import VirtioLabError
+    from ..errors import VirtioLabError, one_line
     from .qemu import QemuUnavailable
     prog = "virtio_lab crosscheck"
     if args.all == bool(args.spec):
@@ -577,11 +577,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.all:
             return _run_all(args)
         res = crosscheck(args.spec, args.machine, args.root_port)
-    except QemuUnavailable as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
-    except VirtioLabError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
+    except (QemuUnavailable, VirtioLabError) as err:
+        print(one_line(f"{prog}: {err}"), file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(res.as_dict()))

@@ -31,7 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from virtio_lab.live.guest_kit import INSTALL_QEMU, QEMU_BIN, KitError, load_kit
+from ..errors import VirtioLabError
+from ..files import write_atomic
+from .guest_kit import INSTALL_QEMU, QEMU_BIN, KitError, load_kit
 
 #: Fields that are the same on every boot of the same case and that the emulated
 #: probe (firmware + driver replay) must reproduce.
@@ -382,12 +384,12 @@ def capture(spec: str, machine: str = "pc", root_port: bool = False,
                              stderr=subprocess.PIPE, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         if raw_log:
-            Path(raw_log).write_bytes(exc.stdout or b"")
+            write_atomic(raw_log, exc.stdout or b"", "the console log")
         raise GuestError(f"the guest did not power off within {timeout:.0f} s") from None
     elapsed = time.monotonic() - t0
     console = res.stdout.decode("utf-8", "replace")
     if raw_log:
-        Path(raw_log).write_text(console)
+        write_atomic(raw_log, console, "the console log")
     if res.returncode != 0 and "@@VLAB END" not in console:
         err = res.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GuestError("QEMU failed: " + (err[-1] if err else f"exit {res.returncode}"))
@@ -411,7 +413,7 @@ def regen(out_dir, cases=CASES, jobs=2, only=None, verbose=True) -> list:
             data = capture(*case)
         except GuestError as exc:
             return name, None, str(exc)
-        (out_dir / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+        write_atomic(out_dir / f"{name}.json", json.dumps(data, indent=1) + "\n", "the capture")
         return name, data["boot_seconds"], None
 
     results = []
@@ -448,7 +450,7 @@ def main(argv=None) -> int:
                            raw_log=args.raw)
             text = json.dumps(data, indent=1) + "\n"
             if args.output:
-                Path(args.output).write_text(text)
+                write_atomic(args.output, text, "the capture")
             else:
                 sys.stdout.write(text)
         elif args.cmd == "regen":
@@ -457,7 +459,7 @@ def main(argv=None) -> int:
         else:
             for case in CASES:
                 print(case_name(*case))
-    except GuestError as exc:
+    except (GuestError, VirtioLabError) as exc:
         print(f"guest: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -29,6 +29,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..errors import VirtioLabError
+from ..files import write_atomic
+
 DEFAULT_DIR = ".guest-kit"
 KERNEL_META = "linux-image-cloud-amd64"
 #: The image the stored captures (tests/data/guest) were made with. Debian's security
@@ -272,7 +275,7 @@ def _unpack(deb: Path, dest: Path) -> None:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     _run(["dpkg-deb", "-x", str(deb), str(dest)])
-    stamp.write_text(deb.name)
+    write_atomic(stamp, deb.name)
 
 
 # --------------------------------------------------------------------------
@@ -477,11 +480,11 @@ def build(path=None, verbose=True) -> dict:
     digest = hashlib.sha256(initrd).hexdigest()
     target = d / "initramfs.gz"
     if not target.exists() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-        target.write_bytes(initrd)
+        write_atomic(target, initrd, "the initramfs")
         say(f"guest-kit: wrote {target} ({len(initrd)} bytes)")
     kernel = d / "vmlinuz"
     if not kernel.exists() or kernel.read_bytes() != vmlinuz.read_bytes():
-        shutil.copyfile(vmlinuz, kernel)
+        write_atomic(kernel, vmlinuz.read_bytes(), "the kernel")
     manifest = {
         "kernel": "vmlinuz",
         "initrd": "initramfs.gz",
@@ -493,7 +496,7 @@ def build(path=None, verbose=True) -> dict:
     }
     text = json.dumps(manifest, indent=1) + "\n"
     if not (d / "kit.json").exists() or (d / "kit.json").read_text() != text:
-        (d / "kit.json").write_text(text)
+        write_atomic(d / "kit.json", text, "the kit manifest")
     say(f"guest-kit: ready in {d} (kernel {version}, {len(modules)} modules)")
     if not shutil.which(QEMU_BIN):
         say(f"guest-kit: note: {INSTALL_QEMU}")
@@ -519,7 +522,7 @@ def main(argv=None) -> int:
             print(json.dumps(load_kit(args.dir), indent=1))
         else:
             sys.stdout.write(INIT_SCRIPT)
-    except KitError as exc:
+    except (KitError, VirtioLabError) as exc:
         print(f"guest-kit: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import QEMU_VERSION, __version__
+from ..files import write_atomic
 from ..hw.plug import Trace, plug
 from ..hw.virtio_pci import PlugError
 from ._common import CSS, esc
@@ -84,7 +85,6 @@ def report_html(source: Any, machine: str = "pc", root_port: bool = False, *, ra
 
 def write_report(source: Any, path: str | Path = "plug.html", machine: str = "pc",
                  root_port: bool = False) -> Path:
-    """Write the report to ``path`` and return it."""
-    p = Path(path)
-    p.write_text(report_html(source, machine, root_port), encoding="utf-8")
-    return p
+    """Write the report to ``path`` and return it; the whole page is made first and renamed
+    into place, so a failure leaves an existing file as it was."""
+    return write_atomic(path, report_html(source, machine, root_port), "the report")
