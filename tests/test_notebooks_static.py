@@ -45,6 +45,7 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "07-plug-timeline": [("hex", None), ("chain", None), ("bars", None)],      # StepView mid-plug
     # the plug + the firmware's writes by hand = the real VM before any driver loaded; probe's
     # replay at virtio_device_ready = the real VM after Linux's virtio_net driver
+    "08-interrupts": [("hex", "guest/pc__virtio-net-pci.json#config")],   # probe at virtio_device_ready
     "10-firmware": [("hex", "guest/pc__virtio-net-pci.json#config_before_drivers"),
                       ("hex", "guest/pc__virtio-net-pci.json#config"),
                       ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],

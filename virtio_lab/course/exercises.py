@@ -31,7 +31,7 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
 NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "05-virtio-primer", "06-virtio-pci",
-             "07-plug-timeline", "10-firmware", "14-what-if-and-real-machines")
+             "07-plug-timeline", "08-interrupts", "10-firmware", "14-what-if-and-real-machines")
 
 
 class _Bad(Exception):
@@ -908,6 +908,66 @@ def _cap_ptr_writers():
                where=lambda i: f"look at the {_ordinal(i + 1)} pci_register_bar event"))
 def _bar_order():
     return [e.detail("bar") for e in _trace("virtio-net-pci").events if e.function == "pci_register_bar"]
+
+
+# ---- 08-interrupts ---------------------------------------------------------------
+
+_ISR_BITS = ((1, "bit 0, a queue interrupt"), (2, "bit 1, a configuration change"))
+
+
+def _cmp_isr(got, want):
+    g = [_as_int(v, "each ISR value") for v in _as_list(got, "ISR values")]
+    if len(g) != len(want):
+        return f"give {len(want)} values, one for each read; you gave {len(g)}"
+    for i, (x, w) in enumerate(zip(g, want)):
+        if x != w:
+            diff = [name for bit, name in _ISR_BITS if (x ^ w) & bit]
+            return (f"read {i + 1} gives {_hex(x)}; it differs in {' and '.join(diff) or 'bits the ISR does not have'}"
+                    + (" — remember what a read does to the ISR" if i else ""))
+    return None
+
+
+@_exercise("isr-reads", "08-interrupts",
+           "Without MSI-X (virtio-net-pci,vectors=0, after Linux's probe), the device signals a "
+           "configuration change (virtio_notify_config). The driver then reads the ISR status byte "
+           "twice. What do the two reads return?",
+           shape="a list of two numbers, e.g. [0x0, 0x0]",
+           hint="A configuration change sets two ISR bits (a config interrupt is also an interrupt). "
+                "virtio_pci_isr_read returns the ISR and resets it to 0 in the same access.",
+           why="virtio_notify_config ORs 3 into the ISR: bit 1 says 'config changed', and bit 0 is set too "
+               "because QEMU drives the INTx line from bit 0 (virtio_pci_notify: pci_set_irq(isr & 1)). "
+               "Reading the ISR clears it and deasserts INTx, so the second read finds 0 — the read is "
+               "the acknowledge.",
+           compare=_cmp_isr)
+def _isr_reads():
+    from ..guest.probe import probe
+    dev = probe(_trace("virtio-net-pci,vectors=0")).device
+    dev.virtio_notify_config()
+    bar, off = dev.region("isr")
+    return [dev.bar_read(bar, off, 1), dev.bar_read(bar, off, 1)]
+
+
+def _queue_vector_key(k: Any) -> str:
+    return "msix_config" if k == "config" else f"queue_msix_vector of queue {k}"
+
+
+@_exercise("queue-vectors", "08-interrupts",
+           "After Linux 6.1's probe of virtio-net-pci on pc, which MSI-X vector does each interrupt "
+           "source use? Give the config vector and each queue's vector (NO_VECTOR is 0xffff).",
+           shape='a dict {"config": .., 0: .., 1: .., 2: ..}',
+           hint="The driver writes msix_config once, then selects each queue (queue_select) and writes "
+                "queue_msix_vector. result.device.common_read('queue_msix_vector') reads back the "
+                "selected queue's vector; a queue without a callback gets none.",
+           why="Linux's vp_find_vqs_msix gives the config interrupt vector 0 and each queue with a "
+               "callback its own vector (1, 2, ...). virtio-net's control queue has no callback (the "
+               "driver polls it), so it gets VIRTIO_MSI_NO_VECTOR; QEMU would also answer NO_VECTOR for "
+               "a vector beyond the table (msix_vector_use fails).",
+           compare=lambda g, w: _cmp_dict(g, w, "vectors", lambda k, v: _as_int(v, f"the vector for {k!r}"),
+                                          where=lambda k: f"read back {_queue_vector_key(k)}"))
+def _queue_vectors():
+    from ..guest.probe import probe
+    d = probe(_trace("virtio-net-pci")).device.vdev
+    return {"config": d.config_vector, **{n: q.vector for n, q in enumerate(d.queues)}}
 
 
 # ---- 10-firmware ------------------------------------------------------------

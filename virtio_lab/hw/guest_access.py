@@ -479,7 +479,7 @@ class GuestDevice(ConfigAccess):
         return 0
 
     def _region_read(self, bar: Bar, region: Region, rel: int, size: int) -> int:
-        fn, src, val, what = {
+        hooks = {
             "common": lambda: ("virtio_pci_common_read", VPC) + self._common_read(rel, size),
             "isr": lambda: ("virtio_pci_isr_read", VPC) + self._isr_read(),
             "device": lambda: ("virtio_pci_device_read", VPC) + self._device_read(rel, size),
@@ -489,11 +489,25 @@ class GuestDevice(ConfigAccess):
             "msix-pba": lambda: ("msix_pba_mmio_read", MSIX,
                                  get_le(self.msix_pba, rel, 4), "pending bits, read-only"),
             "legacy": lambda: self._legacy_read(rel, size),
-        }[region.role]()
-        val &= (1 << (8 * size)) - 1
-        self._note(fn, src, f"The guest reads {size} byte{'s' if size > 1 else ''} at BAR{bar.index}+"
-                   f"0x{region.offset + rel:x} ({region.role} +0x{rel:x}): {what} = {_hex(val, size)}.",
-                   bar=bar.index, region=region.role, offset=rel, size=size, value=val)
+        }
+        where = f"BAR{bar.index}+0x{region.offset + rel:x} ({region.role} +0x{rel:x})"
+        isr = region.role == "isr" or (region.role == "legacy" and rel == regs.VIRTIO_PCI_ISR)
+        if not isr or not self.record:
+            fn, src, val, what = hooks[region.role]()
+            val &= (1 << (8 * size)) - 1
+            self._note(fn, src, f"The guest reads {size} byte{'s' if size > 1 else ''} at {where}: "
+                       f"{what} = {_hex(val, size)}.",
+                       bar=bar.index, region=region.role, offset=rel, size=size, value=val)
+            return val
+        # reading the ISR deasserts INTx, a config write (Status.Interrupt): the event opens first
+        fn = "virtio_pci_isr_read" if region.role == "isr" else "virtio_ioport_read"
+        with self._event(fn, VPC, f"The guest reads {size} byte(s) at {where}.",
+                         bar=bar.index, region=region.role, offset=rel, size=size):
+            _, _, val, what = hooks[region.role]()
+            val &= (1 << (8 * size)) - 1
+            self.tracer.annotate(value=val)
+            self._complete_explanation(f"The guest reads {size} byte{'s' if size > 1 else ''} at {where}: "
+                                       f"{what} = {_hex(val, size)}.")
         return val
 
     #: the QEMU hook behind each region's writes
@@ -696,22 +710,59 @@ class GuestDevice(ConfigAccess):
             self._notify_config()
         return f"virtio_error: {why} (DEVICE_NEEDS_RESET)"
 
-    def _notify_config(self) -> None:
+    def virtio_irq(self, queue: int) -> str:
+        """The device interrupts for ``queue`` (hw/virtio/virtio.c: virtio_notify → virtio_irq).
+
+        ISR bit 0 is set, then virtio_pci_notify sends the queue's MSI-X vector (held pending in
+        the PBA while masked) or, without MSI-X, sets the INTx level to ISR bit 0. Whether the
+        driver asked for no interrupt (the rings' event index or NO_INTERRUPT flag,
+        virtio_should_notify) is not looked at: this is the interrupt once QEMU decided to send it.
+        Returns what happened, in one sentence.
+        """
+        q = self.vdev.queue(queue) if isinstance(queue, int) else None
+        if q is None:
+            raise VirtioLabError(f"queue {queue!r} does not exist: the device has {len(self.vdev.queues)} queues")
+        with self._maybe_event("virtio_irq", VIO, f"The device signals queue {queue}: ISR bit 0 set, then "
+                               "virtio_pci_notify with the queue's vector.", queue=queue, vector=q.vector):
+            self.vdev.isr |= 1
+            return self._notify_vector(q.vector)
+
+    def virtio_notify_config(self) -> str:
+        """The device's config changed (hw/virtio/virtio.c: virtio_notify_config): after DRIVER_OK,
+        ISR |= 3 (bit 1 says config), a new config_generation, the config vector. Returns what happened."""
+        with self._maybe_event("virtio_notify_config", VIO, "The device's config changed: after DRIVER_OK, "
+                               "ISR |= 3, a new config_generation and the config vector."):
+            return self._notify_config()
+
+    def _maybe_event(self, function: str, source: str, explanation: str, **details: Any):
+        return self._event(function, source, explanation, **details) if self.record else _NULL
+
+    def _notify_config(self) -> str:
         """virtio_notify_config: only after DRIVER_OK; ISR |= 3, new generation, an interrupt."""
         d = self.vdev
         if not d.status & DRIVER_OK:
-            return
+            return "nothing: the driver has not set DRIVER_OK yet"
         d.isr |= 3
         d.generation = (d.generation + 1) & 0xFF
-        self._notify_vector(d.config_vector)
+        return "ISR bits 0 and 1 set, config_generation advanced; " + self._notify_vector(d.config_vector)
 
-    def _notify_vector(self, vector: int) -> None:
+    def _notify_vector(self, vector: int) -> str:
         """virtio_pci_notify: an MSI-X message, or the INTx level following ISR bit 0."""
+        if self.vdev.broken or self.vdev.disabled:  # virtio_notify_vector: virtio_device_disabled
+            return "no interrupt: the device is broken or disabled (virtio_device_disabled)"
         if self.msix_enabled:
-            if vector != NO_VECTOR and vector < len(self.msix_used):
+            if vector == NO_VECTOR or vector >= len(self.msix_used):
+                return "no interrupt: MSI-X is on and no vector is assigned (NO_VECTOR)"
+            if not self.msix_used[vector]:  # msix_notify: an entry nobody msix_vector_use'd
+                return f"no interrupt: MSI-X vector {vector} is not in use"
+            if self._vector_masked(vector):
                 self._msix_notify(vector)
-        else:
-            self._set_irq(self.vdev.isr & 1)
+                return f"MSI-X vector {vector} is masked: its PBA bit is set, the message waits"
+            addr = get_le(self.msix_table, vector * 16, 8)
+            data = get_le(self.msix_table, vector * 16 + 8, 4)
+            return f"MSI-X vector {vector}: the device writes 0x{data:x} to 0x{addr:x} (msix_notify)"
+        self._set_irq(self.vdev.isr & 1)
+        return f"INTx level {self.irq_level} (the Interrupt Status bit of the Status register follows it)"
 
     def _set_irq(self, level: int) -> None:
         """pci_set_irq: the Interrupt Status bit of the Status register follows the INTx level."""
