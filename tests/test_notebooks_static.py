@@ -46,6 +46,7 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
     # the plug + the firmware's writes by hand = the real VM before any driver loaded; probe's
     # replay at virtio_device_ready = the real VM after Linux's virtio_net driver
     "08-interrupts": [("hex", "guest/pc__virtio-net-pci.json#config")],   # probe at virtio_device_ready
+    "09-pcie": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
     "10-firmware": [("hex", "guest/pc__virtio-net-pci.json#config_before_drivers"),
                       ("hex", "guest/pc__virtio-net-pci.json#config"),
                       ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],

@@ -31,7 +31,7 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
 NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "05-virtio-primer", "06-virtio-pci",
-             "07-plug-timeline", "08-interrupts", "10-firmware", "14-what-if-and-real-machines")
+             "07-plug-timeline", "08-interrupts", "09-pcie", "10-firmware", "14-what-if-and-real-machines")
 
 
 class _Bad(Exception):
@@ -970,6 +970,93 @@ def _queue_vectors():
     return {"config": d.config_vector, **{n: q.vector for n, q in enumerate(d.queues)}}
 
 
+# ---- 09-pcie ----------------------------------------------------------------------
+
+_EXT_SPEC = ("virtio-net-pci,aer=on,ats=on", "q35", True)
+
+
+def _ext_triples(v: Any) -> list[tuple[int, int, int]]:
+    out = []
+    for t in _as_list(v, "(offset, id, version) triples"):
+        if not isinstance(t, (tuple, list)) or len(t) != 3:
+            raise _Bad(f"each item should be an (offset, id, version) triple, not {t!r}")
+        out.append(tuple(_as_int(x, "a number") for x in t))
+    return out
+
+
+def _cmp_ext(got, want):
+    g = _ext_triples(got)
+    for i, w in enumerate(want):
+        if i >= len(g):
+            return (f"your list stops after {len(g)}; the header at 0x{want[i - 1][0]:03x} has a non-zero next "
+                    "offset (bits 31:20)" if i else "the list is not empty: read the header at 0x100")
+        if g[i] != w:
+            if g[i][0] != w[0]:
+                return (f"item {i} (counting from 0) has offset {_hex(g[i][0])}: "
+                        + ("the extended list always starts at 0x100 (there is no pointer to it)" if i == 0 else
+                           f"follow the next offset, bits 31:20 of the header at 0x{want[i - 1][0]:03x}"))
+            part = "id (bits 15:0)" if g[i][1] != w[1] else "version (bits 19:16)"
+            return (f"item {i} at {_hex(w[0])}: its {part} is not {_hex(g[i][1] if g[i][1] != w[1] else g[i][2])}; "
+                    f"read config[0x{w[0]:03x}:0x{w[0] + 4:03x}] as one little-endian word")
+    if len(g) > len(want):
+        return f"the first {len(want)} items are right; the last one's next offset is 0: the list ends there"
+    return None
+
+
+@_exercise("ext-cap-walk", "09-pcie",
+           "Walk the extended capability list of virtio-net-pci,aer=on,ats=on on q35 behind a root port: "
+           "give (offset, capability id, version) for each, in list order.",
+           shape="a list of triples, e.g. [(0x100, 0x.., ..), ...]",
+           hint="Start at 0x100. Each header is one 32-bit little-endian word: id = bits 15:0, version = "
+                "bits 19:16, next = bits 31:20 (0 ends the list).",
+           why="QEMU appends extended capabilities (pcie_add_capability links the new one after the last), "
+               "unlike the standard list, which grows at its head: AER (id 1) first at 0x100, ATS (id 0xf) "
+               "after its 0x48 bytes.",
+           compare=_cmp_ext)
+def _ext_cap_walk():
+    return [(c.offset, c.id, c.version) for c in _final(*_EXT_SPEC).ext_caps]
+
+
+_ROOT_PORT_CAPTURE = "q35rp__virtio-net-pci.json"
+_BRIDGE_FIELDS = {"secondary_bus": "byte 0x19", "subordinate_bus": "byte 0x1a",
+                  "mem_base": "the word at 0x20: bits 15:4 are address bits 31:20 (1 MiB units)",
+                  "mem_limit": "the word at 0x22: bits 15:4 are address bits 31:20; the low 20 bits are all ones"}
+
+
+def _root_port_config() -> bytes:
+    import json
+    from pathlib import Path
+    # a real guest's capture (tests/data/guest): the root port is not emulated, only captured
+    path = Path(__file__).resolve().parents[2] / "tests" / "data" / "guest" / _ROOT_PORT_CAPTURE
+    return bytes.fromhex(json.loads(path.read_text())["other_functions"]["0000:00:02.0"]["config"])
+
+
+def _bridge_given() -> str:
+    from ..text.lspci import hexdump
+    return hexdump(_root_port_config()[:64], "00:02.0", 1,
+                   header="00:02.0 PCI bridge: the pcie-root-port of a real q35 guest (lspci -x)")
+
+
+@_exercise("bridge-windows", "09-pcie",
+           "given('bridge-windows') is the type-1 header of the root port in a real q35 guest. Read its "
+           "secondary and subordinate bus numbers and its memory window (first and last address).",
+           shape='a dict {"secondary_bus": .., "subordinate_bus": .., "mem_base": 0x..., "mem_limit": 0x...}',
+           hint="In a type-1 header the bus numbers are at 0x18 (primary), 0x19 (secondary), 0x1a "
+                "(subordinate); the memory window's base and limit are 16-bit words at 0x20 and 0x22, "
+                "each holding address bits 31:20 in its bits 15:4.",
+           why="The port forwards config cycles for buses secondary..subordinate (here just the one bus "
+               "behind it) and memory accesses between base and limit, where the device's non-prefetchable "
+               "BARs were placed (its prefetchable BAR4 is in the window at 0x24). The limit's low 20 bits "
+               "read as all ones: memory windows have 1 MiB granularity.",
+           compare=lambda g, w: _cmp_dict(g, w, "bridge fields", lambda k, v: _as_int(v, f"the value for {k!r}"),
+                                          where=lambda k: _BRIDGE_FIELDS[k]))
+def _bridge_windows():
+    cfg = _root_port_config()
+    return {"secondary_bus": cfg[0x19], "subordinate_bus": cfg[0x1A],
+            "mem_base": (_le(cfg, 0x20, 2) & 0xFFF0) << 16,
+            "mem_limit": (_le(cfg, 0x22, 2) & 0xFFF0) << 16 | 0xFFFFF}
+
+
 # ---- 10-firmware ------------------------------------------------------------
 
 _GUEST_SPECS = ("virtio-net-pci", "virtio-blk-pci,drive=d0", "virtio-net-pci,page-per-vq=on,modern-pio-notify=on",
@@ -1156,7 +1243,7 @@ def _mystery_text() -> str:
                    header=f"{t.machine.bdf} Unknown device (lspci -xxx from an unknown command line)")
 
 
-_GIVEN: dict[str, Callable[[], Any]] = {"mystery-lspci": _mystery_text}
+_GIVEN: dict[str, Callable[[], Any]] = {"mystery-lspci": _mystery_text, "bridge-windows": _bridge_given}
 
 _PUBLIC_NAMES = {"_walk_reference": "walk", "_size_bars_reference": "size_bars",
                  "_size_reference": "bar_size"}
