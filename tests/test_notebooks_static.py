@@ -51,6 +51,7 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
                       ("hex", "guest/pc__virtio-net-pci.json#config"),
                       ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],
     "14-what-if-and-real-machines": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
+    "15-why-bar4-0x3000": [("bars", QEMU.format("pc__virtio-net-pci"))],
 }
 
 WIDGETS = re.compile(r"\b(PlugExplorer|WhatIf)\(")

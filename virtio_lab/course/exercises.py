@@ -31,7 +31,8 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
 NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "05-virtio-primer", "06-virtio-pci",
-             "07-plug-timeline", "08-interrupts", "09-pcie", "10-firmware", "14-what-if-and-real-machines")
+             "07-plug-timeline", "08-interrupts", "09-pcie", "10-firmware", "14-what-if-and-real-machines",
+             "15-why-bar4-0x3000")
 
 
 class _Bad(Exception):
@@ -1251,6 +1252,74 @@ _PUBLIC_NAMES = {"_walk_reference": "walk", "_size_bars_reference": "size_bars",
 _REFERENCES: dict[str, Callable[..., Any]] = {"walk-caps": _walk_reference,
                                               "size-from-readback": _size_reference,
                                               "size-all-bars": _size_bars_reference}
+
+
+# ---- 15-why-bar4-0x3000 -----------------------------------------------------------
+
+def _kick_parts(spec: str, queue: int) -> dict[str, int]:
+    from ..guest.probe import probe
+    r = probe(_trace(spec))
+    n = r.notify
+    return {"bar": r.device.bar_address(n["bar"]), "cap": n["offset"], "queue": queue * n["multiplier"]}
+
+
+_KICK_Q = 1
+
+
+def _cmp_kick(got, want):
+    g = _as_int(got, "the address")
+    if g == want:
+        return None
+    parts = _kick_parts("virtio-net-pci", _KICK_Q)
+    base = parts["bar"]
+    if not base <= g < base + 0x4000:
+        return (f"{_hex(g)} is not inside BAR4 (result.device.bar_address(4) is where firmware put it): "
+                "start from that base")
+    rel = g - base
+    if rel < parts["cap"]:
+        return f"BAR4+{_hex(rel)} is before the notify region: add the notify capability's offset"
+    mult = _kick_parts("virtio-net-pci", 1)["queue"]
+    return (f"BAR4+{_hex(rel)} is in the notify region, but at queue {(rel - parts['cap']) / mult:g}'s place "
+            f"({_direction(g, want).strip(' ()')}): the queue's part is queue_notify_off × notify_off_multiplier")
+
+
+@_exercise("kick-address", "15-why-bar4-0x3000",
+           "After Linux's probe of virtio-net-pci on pc, at which guest-physical address does the driver "
+           f"write to kick queue {_KICK_Q} (the transmit queue)?",
+           shape="an address, e.g. 0xfebf0000",
+           hint="Three parts: where firmware put BAR4 (result.device.bar_address(4)), the notify "
+                "capability's offset in the BAR, and queue_notify_off × notify_off_multiplier.",
+           why="vp_modern_probe maps the notify capability's window of BAR4; for each queue it reads "
+               "queue_notify_off and adds it × notify_off_multiplier. QEMU chose the offset (0x3000) and "
+               "the multiplier (4) in virtio_pci_realize and advertised both in the capability.",
+           compare=_cmp_kick)
+def _kick_address():
+    return sum(_kick_parts("virtio-net-pci", _KICK_Q).values())
+
+
+_WRITE_AT = {"default, bar4+0x3008": ("virtio-net-pci", 0x3008),
+             "page-per-vq=on, bar4+0x5000": ("virtio-net-pci,page-per-vq=on", 0x5000)}
+
+
+def _queue_for(spec: str, rel: int) -> int:
+    cap = next(c for c in _final(spec).caps if c.id == 0x09 and c.get("cfg_type") == 2)
+    return (rel - cap.get("cap_offset")) // cap.get("notify_off_multiplier")
+
+
+@_exercise("notify-queue", "15-why-bar4-0x3000",
+           "QEMU's virtio_pci_notify_write gets the offset of a write inside the notify region. Which queue "
+           "does it notify for a write at BAR4+0x3008 of virtio-net-pci, and at BAR4+0x5000 of "
+           "virtio-net-pci,page-per-vq=on?",
+           shape='a dict {"default, bar4+0x3008": .., "page-per-vq=on, bar4+0x5000": ..}',
+           hint="Subtract the notify region's start in BAR4, then divide by the multiplier "
+                "(virtio_pci_queue_mem_mult: 4, or 0x1000 with page-per-vq). The value written does not matter.",
+           why="virtio_pci_notify_write computes queue = addr / virtio_pci_queue_mem_mult(proxy) and calls "
+               "virtio_queue_notify(vdev, queue): the address says which queue, so each queue needs its own "
+               "notify address — 4 bytes apart by default, a whole page apart with page-per-vq.",
+           compare=lambda g, w: _cmp_dict(g, w, "queue numbers", lambda k, v: _as_int(v, f"the queue for {k!r}"),
+                                          where=lambda k: "(offset − notify offset) ÷ notify_off_multiplier"))
+def _notify_queue():
+    return {k: _queue_for(spec, rel) for k, (spec, rel) in _WRITE_AT.items()}
 
 
 # --------------------------------------------------------------------------
