@@ -1018,7 +1018,7 @@ def _ext_cap_walk():
     return [(c.offset, c.id, c.version) for c in _final(*_EXT_SPEC).ext_caps]
 
 
-_ROOT_PORT_CAPTURE = "q35rp__virtio-net-pci.json"
+_ROOT_PORT_CAPTURE = "q35rp__root-port.json"  # package data: a real guest's root port, as captured
 _BRIDGE_FIELDS = {"secondary_bus": "byte 0x19", "subordinate_bus": "byte 0x1a",
                   "mem_base": "the word at 0x20: bits 15:4 are address bits 31:20 (1 MiB units)",
                   "mem_limit": "the word at 0x22: bits 15:4 are address bits 31:20; the low 20 bits are all ones"}
@@ -1026,10 +1026,10 @@ _BRIDGE_FIELDS = {"secondary_bus": "byte 0x19", "subordinate_bus": "byte 0x1a",
 
 def _root_port_config() -> bytes:
     import json
-    from pathlib import Path
-    # a real guest's capture (tests/data/guest): the root port is not emulated, only captured
-    path = Path(__file__).resolve().parents[2] / "tests" / "data" / "guest" / _ROOT_PORT_CAPTURE
-    return bytes.fromhex(json.loads(path.read_text())["other_functions"]["0000:00:02.0"]["config"])
+    from importlib.resources import files
+    # the root port is not emulated, only captured (tests/test_exercises.py checks the copy)
+    return bytes.fromhex(json.loads(files("virtio_lab").joinpath("data", "guest", _ROOT_PORT_CAPTURE)
+                                    .read_text())["config"])
 
 
 def _bridge_given() -> str:
