@@ -13,7 +13,7 @@ ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_STAMP  := $(VENV)/.installed-lab
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: lab test bench app guest-kit guest-captures fidelity binder-check clean help
+.PHONY: lab test bench app guest-kit guest-captures qemu-kit qemu-facts fidelity binder-check clean help
 
 help:
 	@echo "make lab        open JupyterLab on notebooks/00-start.ipynb (ARGS=--no-browser for headless)"
@@ -23,6 +23,8 @@ help:
 	@echo "make fidelity   compare the emulation with every real-QEMU case in tests/data"
 	@echo "make binder-check  build Binder's environment from binder/ alone and run the notebooks in it"
 	@echo "make guest-kit  build the real Linux guest used by crosscheck --guest"
+	@echo "make qemu-kit   fetch Debian's QEMU 5.2 and 10.0 (unpacked, not installed) for crosscheck --qemu"
+	@echo "make qemu-facts re-capture each release's -device TYPE,help, -machine help and refusals"
 	@echo "make clean      remove the venv and caches"
 
 $(BIN)/python:
@@ -56,6 +58,16 @@ bench: $(TEST_STAMP)
 # stdlib only, into the ignored .guest-kit/ (needs apt-get download and qemu-system-x86).
 guest-kit:
 	$(PYTHON) -m virtio_lab.live.guest_kit build .guest-kit
+
+# Debian's QEMU 5.2 and 10.0 beside the system's 7.2: a private apt configuration per release
+# (the system's apt sources and packages are untouched), unpacked into the ignored .qemu-kit/.
+qemu-kit:
+	$(PYTHON) -m virtio_lab.live.qemu_kit build .qemu-kit
+	$(PYTHON) -m virtio_lab.live.qemu_facts check
+
+# What each release says about itself, as the data virtio_lab reads (data/qemu-X.Y/, tests/data).
+qemu-facts: qemu-kit
+	$(PYTHON) -m virtio_lab.live.qemu_facts capture
 
 guest-captures: guest-kit
 	$(PYTHON) -m virtio_lab.live.guest regen --out tests/data/guest --jobs 2

@@ -17,7 +17,6 @@ byte-for-byte reproducible: fixed mtimes, uids and inode numbers).
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -25,12 +24,18 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import VirtioLabError
-from ..files import write_atomic
+from .debian import (
+    KitError,
+    deb_fields,
+    kit_main,
+    need_tool,
+    run,
+    unpack,
+    write_if_changed,
+)
 
 DEFAULT_DIR = ".guest-kit"
 KERNEL_META = "linux-image-cloud-amd64"
@@ -54,10 +59,6 @@ INSTALL_APT = ("the guest kit needs Debian's apt-get and dpkg-deb (to download "
                "or a Debian-based image, after `apt-get update`")
 INSTALL_KIT = "the guest kit is missing: build it with `make guest-kit` " \
               "(python -m virtio_lab.live.guest_kit build)"
-
-
-class KitError(RuntimeError):
-    """A one-line, user-facing reason why the kit cannot be built or used."""
 
 
 #: The initramfs /init (busybox sh).  Markers: ``@@VLAB G name`` (global field),
@@ -213,28 +214,6 @@ poweroff -f
 
 
 # --------------------------------------------------------------------------
-# tools
-
-def need_tool(name: str, message: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        raise KitError(message)
-    return path
-
-
-def _run(cmd, cwd=None) -> str:
-    try:
-        res = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    except OSError as exc:  # pragma: no cover - tool vanished
-        raise KitError(f"cannot run {cmd[0]}: {exc}") from None
-    if res.returncode != 0:
-        err = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise KitError(f"`{' '.join(cmd)}` failed: {err}")
-    return res.stdout
-
-
-# --------------------------------------------------------------------------
 # download + unpack
 
 def _download(pkg: str, debs: Path) -> Path:
@@ -244,7 +223,7 @@ def _download(pkg: str, debs: Path) -> Path:
         return found[-1]
     need_tool("apt-get", INSTALL_APT)
     try:
-        _run(["apt-get", "download", pkg], cwd=debs)
+        run(["apt-get", "download", pkg], cwd=debs)
     except KitError as exc:
         raise KitError(f"{exc} (is the package index there? run `apt-get update`; "
                        f"{INSTALL_APT})") from None
@@ -254,13 +233,9 @@ def _download(pkg: str, debs: Path) -> Path:
     return found[-1]
 
 
-def _deb_field(deb: Path, field: str) -> str:
-    return _run(["dpkg-deb", "-f", str(deb), field]).strip()
-
-
 def _kernel_package(meta_deb: Path) -> str:
     """The versioned image package the metapackage depends on."""
-    for alt in _deb_field(meta_deb, "Depends").split(","):
+    for alt in deb_fields(meta_deb, "Depends")["Depends"].split(","):
         name = alt.split("|")[0].strip().split(" ")[0]
         if name.startswith("linux-image-") and name != KERNEL_META:
             return name
@@ -274,8 +249,8 @@ def _unpack(deb: Path, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    _run(["dpkg-deb", "-x", str(deb), str(dest)])
-    write_atomic(stamp, deb.name)
+    unpack(deb, dest)
+    write_if_changed(stamp, deb.name)
 
 
 # --------------------------------------------------------------------------
@@ -479,12 +454,9 @@ def build(path=None, verbose=True) -> dict:
     initrd = build_initramfs(busybox, modules, INIT_SCRIPT)
     digest = hashlib.sha256(initrd).hexdigest()
     target = d / "initramfs.gz"
-    if not target.exists() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-        write_atomic(target, initrd, "the initramfs")
+    if write_if_changed(target, initrd, "the initramfs"):
         say(f"guest-kit: wrote {target} ({len(initrd)} bytes)")
-    kernel = d / "vmlinuz"
-    if not kernel.exists() or kernel.read_bytes() != vmlinuz.read_bytes():
-        write_atomic(kernel, vmlinuz.read_bytes(), "the kernel")
+    write_if_changed(d / "vmlinuz", vmlinuz.read_bytes(), "the kernel")
     manifest = {
         "kernel": "vmlinuz",
         "initrd": "initramfs.gz",
@@ -494,9 +466,7 @@ def build(path=None, verbose=True) -> dict:
         "modules": [_norm(m.name.split(".ko")[0]) for m in modules],
         "initrd_sha256": digest,
     }
-    text = json.dumps(manifest, indent=1) + "\n"
-    if not (d / "kit.json").exists() or (d / "kit.json").read_text() != text:
-        write_atomic(d / "kit.json", text, "the kit manifest")
+    write_if_changed(d / "kit.json", json.dumps(manifest, indent=1) + "\n", "the kit manifest")
     say(f"guest-kit: ready in {d} (kernel {version}, {len(modules)} modules)")
     if not shutil.which(QEMU_BIN):
         say(f"guest-kit: note: {INSTALL_QEMU}")
@@ -504,28 +474,13 @@ def build(path=None, verbose=True) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m virtio_lab.live.guest_kit",
-                                 description="Build the Linux guest kit used by "
-                                             "virtio_lab.live.guest (crosscheck --guest).")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="download + unpack the kernel, build the initramfs")
-    b.add_argument("dir", nargs="?", default=None, help=f"kit folder (default {DEFAULT_DIR}/)")
-    b.add_argument("-q", "--quiet", action="store_true")
-    s = sub.add_parser("show", help="print the kit manifest")
-    s.add_argument("dir", nargs="?", default=None)
-    sub.add_parser("init", help="print the initramfs /init script")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "build":
-            build(args.dir or DEFAULT_DIR, verbose=not args.quiet)
-        elif args.cmd == "show":
-            print(json.dumps(load_kit(args.dir), indent=1))
-        else:
-            sys.stdout.write(INIT_SCRIPT)
-    except (KitError, VirtioLabError) as exc:
-        print(f"guest-kit: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return kit_main(argv, "guest-kit", "python -m virtio_lab.live.guest_kit",
+                    "Build the Linux guest kit used by virtio_lab.live.guest (crosscheck "
+                    f"--guest; DIR: {DEFAULT_DIR}/).", load_kit,
+                    {"build": ("download + unpack the kernel, build the initramfs",
+                               lambda d, verbose: build(d or DEFAULT_DIR, verbose)),
+                     "init": ("print the initramfs /init script",
+                              lambda _d, _verbose: sys.stdout.write(INIT_SCRIPT))})
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ and reads it back the way firmware and a guest driver would:
 The result is a dict in the schema of the oracle corpus
 (``tests/data/qemu-7.2/*.json``) and of ``python -m virtio_lab dump --json``.
 
+Any release runs the same probe: ``qemu="10.0"`` takes the QEMU kit's wrapper
+(:mod:`virtio_lab.live.qemu_kit`, ``make qemu-kit``), ``"7.2"`` the system's
+QEMU when it is that release, and a path that binary; ``machine`` may be a
+versioned machine type (``pc-i440fx-5.2``, ``pc-q35-7.2``), recorded as the
+oracle does (``machine`` pc/q35 plus ``machine_type``, and ``qemu``).
+
 Standard library only.  Written from QEMU's observable behaviour; no QEMU
 code is copied.
 """
@@ -30,6 +36,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+from functools import lru_cache
 
 __all__ = [
     "QemuUnavailable",
@@ -38,6 +45,9 @@ __all__ = [
     "qemu_binary",
     "qemu_unavailable",
     "qemu_version",
+    "qemu_release",
+    "release_of",
+    "machine_family",
     "backend_args",
     "probe",
     "probe_many",
@@ -73,28 +83,82 @@ class QemuError(RuntimeError):
     """QEMU refused the configuration or died; ``str(exc)`` is its message."""
 
 
-def qemu_binary() -> str:
-    """Path of qemu-system-x86_64 (``$VIRTIO_LAB_QEMU`` overrides); raises QemuUnavailable."""
+def _local_binary() -> str:
+    """The local qemu-system-x86_64 (``$VIRTIO_LAB_QEMU`` overrides); raises QemuUnavailable."""
     path = os.environ.get("VIRTIO_LAB_QEMU") or shutil.which("qemu-system-x86_64")
     if not path or not os.access(path, os.X_OK):
         raise QemuUnavailable(INSTALL_HINT)
     return path
 
 
-def qemu_unavailable() -> str:
-    """Why real QEMU cannot be used here (one line: how to install it), or ``""`` when it can."""
+def qemu_binary(qemu: str | None = None) -> str:
+    """Path of the qemu-system-x86_64 to run; raises QemuUnavailable (one line: how to get it).
+
+    ``None``: the local one (``$VIRTIO_LAB_QEMU`` overrides). A release ``"X.Y"``: the
+    local one when it is that release, else the QEMU kit's wrapper (``make qemu-kit``).
+    A path (it holds a ``/``): that binary."""
+    if qemu is None:
+        return _local_binary()
+    if os.sep in qemu:
+        if not os.access(qemu, os.X_OK):
+            raise QemuUnavailable(f"{qemu} is not an executable QEMU")
+        return qemu
+    if not re.fullmatch(r"[0-9]+\.[0-9]+", qemu):
+        raise QemuUnavailable(f"not a QEMU release: {qemu!r} (give it as X.Y, e.g. 10.0)")
     try:
-        qemu_binary()
+        local = os.path.abspath(_local_binary())
+    except QemuUnavailable:
+        local = None
+    if local and qemu_release(local) == qemu:
+        return local
+    from .qemu_kit import KitError, wrapper
+    try:
+        return wrapper(qemu)
+    except KitError as err:
+        here = f" (the local QEMU is {qemu_release(local)})" if local else ""
+        raise QemuUnavailable(f"QEMU {qemu} is not here{here}: {err}") from None
+
+
+def qemu_unavailable(qemu: str | None = None) -> str:
+    """Why that QEMU cannot be used here (one line: how to get it), or ``""`` when it can."""
+    try:
+        qemu_binary(qemu)
     except QemuUnavailable as err:
         return str(err)
     return ""
 
 
-def qemu_version() -> str:
-    """First line of ``qemu-system-x86_64 --version``."""
-    out = subprocess.run([qemu_binary(), "--version"], capture_output=True, text=True,
+@lru_cache(maxsize=None)
+def _version_of(path: str, mtime_ns: int) -> str:
+    out = subprocess.run([path, "--version"], capture_output=True, text=True,
                          timeout=30).stdout
     return out.splitlines()[0].strip() if out else ""
+
+
+def qemu_version(qemu: str | None = None) -> str:
+    """First line of ``qemu-system-x86_64 --version`` (``QEMU emulator version 7.2.22 (...)``)
+    of that QEMU (see :func:`qemu_binary`); asked once per binary."""
+    path = qemu_binary(qemu)
+    return _version_of(path, os.stat(path).st_mtime_ns)
+
+
+def release_of(version: str) -> str:
+    """``"7.2"`` from ``QEMU emulator version 7.2.22 (Debian ...)`` (``""`` if unreadable)."""
+    m = re.search(r"version (\d+)\.(\d+)", version)
+    return f"{m.group(1)}.{m.group(2)}" if m else ""
+
+
+def qemu_release(qemu: str | None = None) -> str:
+    """The release (``"10.0"``) of that QEMU, from its ``--version``."""
+    return release_of(qemu_version(qemu))
+
+
+_MACHINE = re.compile(r"(pc|q35|pc-i440fx-[0-9]+\.[0-9]+|pc-q35-[0-9]+\.[0-9]+)")
+
+
+def machine_family(machine: str) -> str:
+    """``pc`` or ``q35``: the board a machine name stands for (``pc-q35-7.2`` is a q35)."""
+    return "q35" if machine == "q35" or machine.startswith("pc-q35-") else "pc"
 
 
 # --------------------------------------------------------------------------
@@ -360,9 +424,10 @@ _PLUMBING = {("drive", "d0"), ("fsdev", "fs0"), ("mount_tag", "share"), ("crypto
 
 
 def case_id(spec: str, machine: str = "pc", root_port: bool = False) -> str:
-    """File stem in the corpus naming: MACHINE__DEVICE[__OPT-VAL+OPT-VAL]."""
+    """File stem in the corpus naming: MACHINE__DEVICE[__OPT-VAL+OPT-VAL] (MACHINE ``pc``,
+    ``q35``, ``q35rp``, or a versioned machine type, ``pc-q35-5.2rp`` behind a root port)."""
     name, opts = split_spec(spec)
-    m = "q35rp" if root_port else machine
+    m = machine + "rp" if root_port else machine
     parts = []
     for k, v in opts:
         if (k, v) in _PLUMBING:    # the standard backend ids are plumbing, not variants
@@ -496,9 +561,9 @@ def _model_key(spec):
     return name
 
 
-def _qemu_args(machine, root_port, placed, extra):
+def _qemu_args(machine, root_port, placed, extra, qemu=None):
     """placed: list of (spec, slot).  Device on slot s (or behind root port on slot s)."""
-    args = [qemu_binary(), "-M", machine, "-nodefaults", "-S", "-qtest", "stdio", "-qtest-log", "/dev/null",
+    args = [qemu_binary(qemu), "-M", machine, "-nodefaults", "-S", "-qtest", "stdio", "-qtest-log", "/dev/null",
             "-display", "none"]
     args += extra
     for i, (spec, slot) in enumerate(placed):
@@ -513,7 +578,7 @@ def _qemu_args(machine, root_port, placed, extra):
 
 def _setup_machine(qt, machine, root_port, placed):
     """MMCONFIG on q35; bus numbers and windows of each root port."""
-    if machine == "q35":
+    if machine_family(machine) == "q35":
         host = PciConfig(qt, 0, 0)
         qt.batch(host.c_write(0x64, 4, 0) + host.c_write(0x60, 4, ECAM_BASE | 1))
     if root_port:
@@ -551,7 +616,7 @@ def _probe_one(qt, fn: PciConfig, machine, lspci_bdf):
     r = {}
     cfg = fn.read256()
     r["config"] = cfg.hex()
-    ext = fn.read4k_ecam() if machine == "q35" else None
+    ext = fn.read4k_ecam() if machine_family(machine) == "q35" else None
 
     # BAR and ROM sizing: all ones, read back, restore
     orig, ones = [], []
@@ -658,11 +723,19 @@ def _probe_one(qt, fn: PciConfig, machine, lspci_bdf):
     return r
 
 
-def _finish(spec, machine, root_port, extra, body, with_lspci=True):
-    out = {"device": spec, "machine": machine, "root_port": bool(root_port),
+def _finish(spec, machine, root_port, extra, body, with_lspci=True, qemu=None):
+    """The oracle's record: ``machine`` is pc/q35; a versioned machine type is kept in
+    ``machine_type``, the release asked for in ``qemu``."""
+    versions = {}
+    if qemu is not None:
+        versions["qemu"] = qemu if os.sep not in qemu else qemu_release(qemu)
+    if machine not in ("pc", "q35"):
+        versions["machine_type"] = machine
+    family = machine_family(machine)
+    out = {**versions, "device": spec, "machine": family, "root_port": bool(root_port),
            "extra": list(extra)}
     if "error" in body:
-        return {"device": spec, "machine": machine, "error": body["error"],
+        return {**versions, "device": spec, "machine": family, "error": body["error"],
                 "id": case_id(spec, machine, root_port), "root_port": bool(root_port),
                 "extra": list(extra)}
     cfg = body.pop("_cfg_bytes")
@@ -677,23 +750,24 @@ def _finish(spec, machine, root_port, extra, body, with_lspci=True):
 
 
 def _check_machine(machine, root_port):
-    if machine not in ("pc", "q35"):
-        raise ValueError(f"machine must be 'pc' or 'q35', not {machine!r}")
-    if root_port and machine != "q35":
-        raise ValueError("a root port needs machine='q35'")
+    if not _MACHINE.fullmatch(machine or ""):
+        raise ValueError(f"machine must be pc, q35, pc-i440fx-X.Y or pc-q35-X.Y, not {machine!r}")
+    if root_port and machine_family(machine) != "q35":
+        raise ValueError("a root port needs a q35 machine")
 
 
 def probe(spec: str, machine: str = "pc", root_port: bool = False, *,
-          lspci: bool = True, timeout: float = 60.0) -> dict:
-    """Plug ``spec`` into a real QEMU and read it back (the oracle schema).
+          lspci: bool = True, timeout: float = 60.0, qemu: str | None = None) -> dict:
+    """Plug ``spec`` into a real QEMU (release ``qemu``, see :func:`qemu_binary`) and read
+    it back (the oracle schema).
 
     A configuration QEMU refuses gives ``{"error": "qemu exited: <stderr>", ...}``.
-    Raises QemuUnavailable when qemu-system-x86_64 is not installed.
+    Raises QemuUnavailable when that QEMU is not here.
     """
-    return probe_many([spec], machine, root_port, lspci=lspci, timeout=timeout)[0]
+    return probe_many([spec], machine, root_port, lspci=lspci, timeout=timeout, qemu=qemu)[0]
 
 
-def _run_group(specs, machine, root_port, lspci, timeout):
+def _run_group(specs, machine, root_port, lspci, timeout, qemu=None):
     """Probe several specs in one QEMU process; raise QemuError if QEMU refuses."""
     extra_all, extras = [], []
     for spec in specs:
@@ -710,7 +784,7 @@ def _run_group(specs, machine, root_port, lspci, timeout):
     else:
         slots = [PC_SLOT + i for i in range(len(specs))]
     placed = list(zip(specs, slots))
-    with QTest(_qemu_args(machine, root_port, placed, extra_all), timeout=timeout) as qt:
+    with QTest(_qemu_args(machine, root_port, placed, extra_all, qemu), timeout=timeout) as qt:
         qt.cmd("inl 0xcfc")          # QEMU is up (or has refused the device)
         _setup_machine(qt, machine, root_port, placed)
         bodies = []
@@ -720,11 +794,13 @@ def _run_group(specs, machine, root_port, lspci, timeout):
             else:
                 fn, bdf = PciConfig(qt, 0, slot), (0, PC_SLOT, 0)
             bodies.append(_probe_one(qt, fn, machine, bdf))
-    return [_finish(s, machine, root_port, e, b, lspci) for s, e, b in zip(specs, extras, bodies)]
+    return [_finish(s, machine, root_port, e, b, lspci, qemu)
+            for s, e, b in zip(specs, extras, bodies)]
 
 
 def probe_many(specs, machine: str = "pc", root_port: bool = False, *,
-               lspci: bool = True, timeout: float = 60.0, group: int = 8) -> list:
+               lspci: bool = True, timeout: float = 60.0, group: int = 8,
+               qemu: str | None = None) -> list:
     """Probe several devices, several per QEMU process where that is safe.
 
     Devices of the same model (which could influence each other: default MAC
@@ -733,17 +809,17 @@ def probe_many(specs, machine: str = "pc", root_port: bool = False, *,
     probed alone so that every refusal carries its own message.
     """
     _check_machine(machine, root_port)
-    qemu_binary()
+    qemu_binary(qemu)
     specs = list(specs)
     results = [None] * len(specs)
 
     def alone(i):
         spec = specs[i]
         try:
-            results[i] = _run_group([spec], machine, root_port, lspci, timeout)[0]
+            results[i] = _run_group([spec], machine, root_port, lspci, timeout, qemu)[0]
         except QemuError as e:
             results[i] = _finish(spec, machine, root_port, backend_args(spec),
-                                 {"error": str(e)})
+                                 {"error": str(e)}, qemu=qemu)
 
     pending = list(range(len(specs)))
     while pending:
@@ -764,7 +840,7 @@ def probe_many(specs, machine: str = "pc", root_port: bool = False, *,
             alone(grp[0])
             continue
         try:
-            outs = _run_group([specs[i] for i in grp], machine, root_port, lspci, timeout)
+            outs = _run_group([specs[i] for i in grp], machine, root_port, lspci, timeout, qemu)
         except QemuError:
             for i in grp:           # one of them was refused: each gets its own message
                 alone(i)
@@ -781,16 +857,17 @@ def _must_be_alone(spec):
         any(k in ("multifunction", "romfile") for k, _ in split_spec(spec)[1])
 
 
-def fastest_config_read(spec: str, machine: str = "pc", root_port: bool = False) -> bytes:
+def fastest_config_read(spec: str, machine: str = "pc", root_port: bool = False, *,
+                        qemu: str | None = None) -> bytes:
     """Start QEMU, read the 256 config bytes through 0xcf8/0xcfc, kill it.
 
-    The cheapest possible real-QEMU look at a device (a benchmark baseline).
+    The cheapest possible real-QEMU look at a device (a benchmark baseline, the kit's check).
     """
     _check_machine(machine, root_port)
     extra = backend_args(spec)
     slot = 2 if root_port else PC_SLOT
     placed = [(spec, slot)]
-    qt = QTest(_qemu_args(machine, root_port, placed, extra))
+    qt = QTest(_qemu_args(machine, root_port, placed, extra, qemu))
     try:
         _setup_machine(qt, machine, root_port, placed)
         fn = PciConfig(qt, 1, 0) if root_port else PciConfig(qt, 0, slot)
