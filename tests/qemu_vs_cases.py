@@ -42,7 +42,8 @@ def compare(case, got):
 
 def run(path):
     case = json.load(open(path))
-    got = qemu.probe(case["device"], case["machine"], case.get("root_port", False))
+    got = qemu.probe(case["device"], case.get("machine_type", case["machine"]),
+                     case.get("root_port", False), qemu=case.get("qemu"))
     return path, case, got
 
 
