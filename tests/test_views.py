@@ -17,6 +17,7 @@ from virtio_lab.views import (BarMap, CapChain, DeviceTree, HexGrid, StepView, b
                               hex_grid_html, step_html)
 from virtio_lab.pci.checks import check_bars, check_config, check_state
 from virtio_lab.pci.bar import Bar, Region
+from virtio_lab.views.events import writes_text
 
 CASES = [c for c in load_cases("qemu-7.2") if "error" not in c]
 TD = re.compile(r'<td([^>]*)data-off="(\d+)"([^>]*)>')
@@ -228,12 +229,47 @@ def test_import_views_stays_light():
 
 
 def test_event_log_table(net):
+    from virtio_lab.views import EventLog
+    page = EventLog(net, 5)._repr_html_()
+    rows = re.findall(r'<tr class="([^"]*)" data-step="(\d+)"', page)
+    assert [int(s) for _, s in rows] == [e.index for e in net.events]  # the whole trace, in order
+    assert [c for c, s in rows if c == "vl-cur"] == ["vl-cur"] and ("vl-cur", "5") in rows
+    assert all(c == "vl-fut" for c, s in rows if int(s) > 5) and all(c == "" for c, s in rows if int(s) < 5)
+    ev = net.events[net.index_of("pci_add_capability")]
+    assert html.escape(ev.explanation) in page and html.escape(ev.source) in page
+    assert html.escape(writes_text(ev, limit=100)) in page
+    assert 'class="vl-cur"' not in EventLog(net)._repr_html_()  # no step: nothing marked
+
+
+def test_event_log_dataframe(net):
     pd = pytest.importorskip("pandas")
     from virtio_lab.views import EventLog
     df = EventLog(net).dataframe()
     assert isinstance(df, pd.DataFrame) and len(df) == len(net.events)
     assert df.loc[0, "function"] == net.events[0].function
-    assert "▶" in EventLog(net, 5)._repr_html_()
+
+
+#: an interpreter where matplotlib and pandas cannot be imported (JupyterLite has neither)
+_WITHOUT_PLOTTING = """
+import sys
+sys.modules["matplotlib"] = sys.modules["matplotlib.patches"] = sys.modules["pandas"] = None
+from virtio_lab import plug
+from virtio_lab.errors import VirtioLabError
+from virtio_lab.views import BarMap, EventLog
+t = plug("virtio-net-pci")
+print("eventlog", EventLog(t, 3)._repr_html_().count("data-step="))
+try:
+    BarMap(t).draw(None)
+except VirtioLabError as err:
+    print("draw", err)
+"""
+
+
+def test_views_without_matplotlib_and_pandas():
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_PLOTTING], capture_output=True, text=True, check=True)
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert int(lines["eventlog"]) == len(virtio_lab.plug("virtio-net-pci").events)
+    assert "matplotlib is not installed" in lines["draw"] and "BarMap" in lines["draw"]
 
 
 # --- checks --------------------------------------------------------------------

@@ -1018,18 +1018,17 @@ def _ext_cap_walk():
     return [(c.offset, c.id, c.version) for c in _final(*_EXT_SPEC).ext_caps]
 
 
-_ROOT_PORT_CAPTURE = "q35rp__root-port.json"  # package data: a real guest's root port, as captured
+_ROOT_PORT_CAPTURE = "q35rp__virtio-net-pci"  # a real q35 guest behind a root port (package data)
+_ROOT_PORT_BDF = "0000:00:02.0"
 _BRIDGE_FIELDS = {"secondary_bus": "byte 0x19", "subordinate_bus": "byte 0x1a",
                   "mem_base": "the word at 0x20: bits 15:4 are address bits 31:20 (1 MiB units)",
                   "mem_limit": "the word at 0x22: bits 15:4 are address bits 31:20; the low 20 bits are all ones"}
 
 
 def _root_port_config() -> bytes:
-    import json
-    from importlib.resources import files
-    # the root port is not emulated, only captured (tests/test_exercises.py checks the copy)
-    return bytes.fromhex(json.loads(files("virtio_lab").joinpath("data", "guest", _ROOT_PORT_CAPTURE)
-                                    .read_text())["config"])
+    from .captures import guest_capture
+    # the root port is not emulated, only captured: the header the real guest read
+    return bytes.fromhex(guest_capture(_ROOT_PORT_CAPTURE)["other_functions"][_ROOT_PORT_BDF]["config"])
 
 
 def _bridge_given() -> str:

@@ -2,9 +2,9 @@
 
 Every function takes ``(trace, step)`` or a :class:`~virtio_lab.hw.state.PlugState` and
 returns an HTML string with inline CSS (no network, light and dark themes alike);
-the classes wrap them with ``_repr_html_``. Standard library only, except
-:class:`EventLog` (pandas) and :func:`draw_bar_map` (matplotlib), which import
-their library when used.
+the classes wrap them with ``_repr_html_``. Standard library only, so every view renders
+where matplotlib and pandas are absent (JupyterLite); :func:`draw_bar_map` (matplotlib) and
+``EventLog.dataframe()`` (pandas) import their library when called.
 
     >>> from virtio_lab.views import HexGrid
     >>> HexGrid(trace, 28)            # doctest: +SKIP

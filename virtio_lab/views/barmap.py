@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import VirtioLabError
 from ..pci import regs
 from ..pci.capability import walk_capabilities
 from ._common import ROLE_TINT, esc, human_size, resolve, style_tag
 
-__all__ = ["bar_map_html", "BarMap", "draw_bar_map", "region_windows", "LEGACY_FIELDS"]
+__all__ = ["bar_map_html", "BarMap", "draw_bar_map", "region_windows", "LEGACY_FIELDS", "MATPLOTLIB_MISSING"]
+
+#: what a figure cell says where matplotlib is not installed (JupyterLite, a bare venv)
+MATPLOTLIB_MISSING = ("matplotlib is not installed here (JupyterLite ships without it), so there is "
+                      "no figure: BarMap(...) shows the same BARs, drawn to scale, as HTML")
 
 _KIND = {"io": "I/O", "mem32": "32-bit memory", "mem64": "64-bit memory", "rom": "expansion ROM"}
 _ROLE_CFG = {"common": 1, "notify": 2, "isr": 3, "device": 4}
@@ -141,8 +146,15 @@ class BarMap:
 
 
 def draw_bar_map(ax, source: Any, step: int | None = None) -> list:
-    """Draw each BAR as a row scaled to its own size, regions as boxes; returns the artists."""
-    from matplotlib.patches import Rectangle  # lazily: only for matplotlib users
+    """Draw each BAR as a row scaled to its own size, regions as boxes; returns the artists.
+
+    Needs matplotlib (the ``[lab]`` extra; JupyterLite ships without it): without it, one line
+    saying so, and that ``BarMap`` shows the same map as HTML.
+    """
+    try:
+        from matplotlib.patches import Rectangle  # lazily: only for matplotlib users
+    except ImportError:
+        raise VirtioLabError(MATPLOTLIB_MISSING) from None
 
     state, _, _ = resolve(source, step)
     artists = []

@@ -1,4 +1,6 @@
-"""The event log: a stdlib HTML list around the current step, and a pandas table (EventLog)."""
+"""The event log: the events around the current step (the explorer's "plug path"), and the whole
+trace as a table (``EventLog``), both stdlib HTML; ``EventLog.dataframe()`` gives pandas users a
+DataFrame (pandas imported only then)."""
 
 from __future__ import annotations
 
@@ -30,31 +32,38 @@ def call_stack(trace, step: int) -> list:
     return list(reversed(stack))
 
 
-def event_list_html(trace, step: int, *, window: int | None = 6, css: bool = True) -> str:
-    """Events around ``step`` (all with ``window=None``): past plain, current bold ▶, future dimmed."""
+def event_list_html(trace, step: int | None, *, window: int | None = 6, detail: bool = False,
+                    css: bool = True) -> str:
+    """Events around ``step`` (all with ``window=None``): past plain, current bold ▶, future dimmed.
+
+    ``detail`` adds each event's source file and explanation as columns and every config write
+    (the table ``EventLog`` shows); ``step=None`` marks no step.
+    """
     n = len(trace.events)
     lo, hi = (0, n) if window is None else (max(0, step - window), min(n, step + window + 1))
-    out = [style_tag() if css else "", '<div class="vl"><table class="vl-events vl-table">'
-           '<tr><th>step</th><th>QEMU function</th><th>config bytes written</th></tr>']
+    cols = ["step", "QEMU function", *(["source", "explanation"] if detail else []), "config bytes written"]
+    out = [style_tag() if css else "", '<div class="vl"><table class="vl-events vl-table"><tr>',
+           *(f"<th>{c}</th>" for c in cols), "</tr>"]
     if lo > 0:
-        out.append(f'<tr class="vl-fut"><td colspan="3">… {lo} earlier steps</td></tr>')
+        out.append(f'<tr class="vl-fut"><td colspan="{len(cols)}">… {lo} earlier steps</td></tr>')
     for e in trace.events[lo:hi]:
-        cls = "vl-cur" if e.index == step else ("vl-fut" if e.index > step else "")
+        cls = "" if step is None else "vl-cur" if e.index == step else "vl-fut" if e.index > step else ""
         name = ("&nbsp;&nbsp;" * e.depth) + esc(e.function) + (" <span class='vl-kind'>(cont.)</span>"
                                                                if e.continued else "")
+        more = f"<td class='mono'>{esc(e.source)}</td><td>{esc(e.explanation)}</td>" if detail else ""
         out.append(f'<tr class="{cls}" data-step="{e.index}" title="{esc(e.explanation, quote=True)}">'
-                   f'<td>{e.index}</td><td class="mono">{name}</td>'
-                   f'<td class="mono">{esc(writes_text(e, limit=2))}</td></tr>')
+                   f'<td>{e.index}</td><td class="mono">{name}</td>{more}'
+                   f'<td class="mono">{esc(writes_text(e, limit=100 if detail else 2))}</td></tr>')
     if hi < n:
-        out.append(f'<tr class="vl-fut"><td colspan="3">… {n - hi} later steps</td></tr>')
+        out.append(f'<tr class="vl-fut"><td colspan="{len(cols)}">… {n - hi} later steps</td></tr>')
     out.append("</table></div>")
     return "".join(out)
 
 
 class EventLog:
-    """The whole trace as a pandas table: step, QEMU function, source, explanation, bytes written.
-
-    ``EventLog(trace).dataframe()`` returns the DataFrame (pandas imported on first use).
+    """The whole trace as a table: step, QEMU function, source, explanation, config bytes written;
+    ``step`` is shown bold with ▶, later steps dimmed. Standard library HTML, so it renders where
+    pandas is absent (JupyterLite); ``EventLog(trace).dataframe()`` is the same table in pandas.
     """
 
     def __init__(self, trace, step: int | None = None):
@@ -70,10 +79,7 @@ class EventLog:
         return pd.DataFrame(rows).set_index("step")
 
     def _repr_html_(self) -> str:
-        df = self.dataframe()
-        if self.step is not None:  # a marker column: a visible, colour-free "you are here"
-            df.insert(0, "now", ["▶" if i == self.step else "" for i in df.index])
-        return df.to_html(escape=True)
+        return event_list_html(self.trace, self.step, window=None, detail=True)
 
     def __str__(self) -> str:
         return self.trace.narrate()
