@@ -25,7 +25,9 @@ import pytest
 from virtio_lab.live import guest, guest_kit
 
 DATA = Path(__file__).parent / "data" / "guest"
-CAPTURES = sorted(DATA.glob("*.json"))
+#: the same cases booted under QEMU 10.0 and its SeaBIOS 1.16.3 (regen --qemu 10.0)
+DATA_10_0 = Path(__file__).parent / "data" / "guest-10.0"
+CAPTURES = sorted(DATA.glob("*.json")) + sorted(DATA_10_0.glob("*.json"))
 
 
 def _load(name):
@@ -108,7 +110,7 @@ def test_required_capture_present(name):
     assert (DATA / f"{name}.json").exists(), f"regenerate: python -m virtio_lab.live.guest regen"
 
 
-@pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])
+@pytest.mark.parametrize("path", CAPTURES, ids=[f"{p.parent.name}/{p.stem}" for p in CAPTURES])
 def test_capture_consistent(path):
     """A stored capture agrees with itself (config bytes vs decoded fields)."""
     d = json.loads(path.read_text())
@@ -135,6 +137,16 @@ def test_capture_consistent(path):
     if d["msix_enabled"]:
         assert d["vectors_used"] == len(d["interrupts"]) > 0
         assert d["command"] & 0x0400                            # INTx disabled under MSI-X
+
+
+def test_10_0_captures_are_every_case_booted_on_10_0s_own_firmware():
+    names = {p.stem for p in DATA_10_0.glob("*.json")}
+    assert names == {guest.case_name(*c) for c in guest.CASES}
+    for p in sorted(DATA_10_0.glob("*.json")):
+        d = json.loads(p.read_text())
+        assert d["qemu"] == "10.0" and d["qemu_version"].startswith("QEMU emulator version 10.0.")
+        # SeaBIOS as Linux read it from SMBIOS: the kit's 10.0 firmware, not the system's 1.16.2
+        assert d["bios"] == "1.16.3-debian-1.16.3-2~bpo12+1", p.name
 
 
 # --------------------------------------------------------------------------
@@ -175,4 +187,17 @@ def test_boot_matches_stored_capture():
     # the kit pins the captures' kernel; should the archive drop it, any 6.1 stable
     # kernel must still leave the same bytes (the driver tables don't change in 6.1.y)
     assert live["kernel"].split(".")[:2] == stored["kernel"].split(".")[:2]
+    assert deterministic(live) == deterministic(stored)
+
+
+def _guest_10_0_ready():
+    from virtio_lab.live import qemu
+    return _guest_ready() or qemu.qemu_unavailable("10.0") or None
+
+
+@pytest.mark.skipif(_guest_10_0_ready() is not None, reason=f"no 10.0 guest: {_guest_10_0_ready()}")
+def test_boot_under_10_0_matches_stored_capture():
+    stored = json.loads((DATA_10_0 / "q35rp__virtio-net-pci.json").read_text())
+    live = guest.capture("virtio-net-pci", "q35", True, timeout=180, qemu="10.0")
+    assert live["bios"] == stored["bios"] and live["qemu"] == "10.0"
     assert deterministic(live) == deterministic(stored)

@@ -1,19 +1,24 @@
-"""Cross-check the emulation against a real QEMU 7.2 installed on this machine.
+"""Cross-check the emulation against a real QEMU: the local one, or a release of the QEMU kit.
 
 For a ``-device`` spec, :func:`crosscheck` plugs it twice — into a real
 ``qemu-system-x86_64`` read back over qtest (:mod:`virtio_lab.live.qemu`) and into the
-emulation (:func:`virtio_lab.text.dump.dump`) — and names every difference: which
-byte of which field of which capability, which BAR, which feature word, or
-which refusal text.  :func:`crosscheck_many` does the same for many cases with
+emulation of the same release (:func:`virtio_lab.text.dump.dump`) — and names every
+difference: which byte of which field of which capability, which BAR, which feature word,
+or which refusal text.  ``qemu="10.0"`` runs that release (the QEMU kit's, ``make
+qemu-kit``); without it the local QEMU runs and its ``--version`` says which release to
+emulate, or, for a release virtio_lab does not model, the nearest one (:func:`target`
+says so: differences are then expected).  :func:`crosscheck_many` does the same for many cases with
 several devices per QEMU process and a few processes in parallel; the sweep
 (:func:`sweep_cases`) is every device type × ``pc``, ``q35``, ``q35 --root-port``.
 
 Command line (``python -m virtio_lab crosscheck``)::
 
-    crosscheck SPEC [--machine pc|q35] [--root-port] [--json]   # exit 1 on a difference
-    crosscheck --all [--jobs N] [--json]                        # every type x machine
-    crosscheck SPEC --guest [--machine ...]                     # a real Linux guest
-    crosscheck --guest --all                                    # the 8 guest cases CI boots
+    crosscheck SPEC [--machine M] [--root-port] [--qemu X.Y] [--json]   # exit 1 on a difference
+    crosscheck --all [--qemu X.Y] [--jobs N] [--json]                   # every type x machine
+    crosscheck SPEC --guest [--qemu X.Y] [--machine ...]                # a real Linux guest
+    crosscheck --guest --all [--qemu X.Y]                               # the 8 guest cases CI boots
+
+``--machine`` is pc, q35 or a versioned machine type (pc-i440fx-5.2, pc-q35-7.2).
 
 Exit status: 0 identical, 1 a difference, 2 bad input or QEMU (or the guest kit)
 missing — then one line says how to install it.
@@ -44,6 +49,7 @@ __all__ = [
     "MACHINES",
     "GuestResult",
     "Result",
+    "Target",
     "add_arguments",
     "compare_guest",
     "crosscheck",
@@ -57,6 +63,7 @@ __all__ = [
     "machine_label",
     "run_cli",
     "sweep_cases",
+    "target",
     "with_backend",
 ]
 
@@ -95,7 +102,73 @@ def with_backend(type_name: str, options: str = "") -> str:
 
 
 def machine_label(machine: str, root_port: bool) -> str:
-    return "q35rp" if root_port else machine
+    return machine + "rp" if root_port else machine
+
+
+# --------------------------------------------------------------------------
+# which QEMU runs, and which release the emulation models for it
+
+@dataclass(frozen=True)
+class Target:
+    """The real QEMU a cross-check runs and the release the emulation models beside it.
+
+    ``note`` is set when that QEMU is no release virtio_lab models: it names the nearest
+    modelled one (which ``release`` then is) and says that differences are expected."""
+
+    binary: str
+    version: str
+    release: str
+    note: str = ""
+
+
+def modelled_releases() -> tuple[str, ...]:
+    """The releases the emulation models (virtio_lab.hw.release)."""
+    try:
+        from ..hw.release import release_names
+    except ImportError:   # seam until the release profiles land: the 7.2 emulation only
+        return ("7.2",)
+    return tuple(release_names())
+
+
+def _number(release: str) -> float:
+    major, minor = (int(x) for x in release.split("."))
+    return major + minor / 100
+
+
+def nearest_release(release: str, modelled: Sequence[str]) -> str:
+    """The modelled release closest to ``release`` (``"8.2"`` -> ``"7.2"``; the newer of
+    two as close)."""
+    return min(modelled, key=lambda r: (abs(_number(r) - _number(release)), -_number(r)))
+
+
+def target(qemu: str | None = None) -> Target:
+    """Which binary runs and which release is emulated: ``qemu`` (a modelled release, from
+    the local QEMU or the QEMU kit), else the local QEMU and the release its version names.
+
+    Raises :class:`virtio_lab.errors.VirtioLabError`, one line, when that QEMU is not here
+    (how to get it) or the release is not modelled."""
+    from ..errors import VirtioLabError
+    from . import qemu as real
+    modelled = modelled_releases()
+    if qemu is not None and qemu not in modelled:
+        raise VirtioLabError(f"unknown QEMU release {qemu!r}: virtio_lab models "
+                             f"{', '.join(modelled)} (--qemu {'|'.join(modelled)})")
+    try:
+        binary = real.qemu_binary(qemu)
+        version = real.qemu_version(binary)
+    except real.QemuUnavailable as err:
+        raise VirtioLabError(str(err)) from None
+    found = real.release_of(version)
+    if qemu is not None or found in modelled:
+        return Target(binary, version, qemu or found)
+    from .qemu_kit import RELEASES as KIT
+    near = nearest_release(found or modelled[-1], modelled)
+    kit = " or ".join(f"--qemu {r}" for r in modelled if r in KIT)
+    return Target(binary, version, near,
+                  f"the local QEMU is {found or version!r}, a release virtio_lab does not "
+                  f"model; comparing with the nearest one it models, {near}: differences "
+                  f"are expected" + (f" ({kit} runs Debian's build of a modelled release: "
+                                     f"make qemu-kit)" if kit else ""))
 
 
 def sweep_cases(types: Iterable[str] | None = None) -> list[tuple[str, str, bool]]:
@@ -121,6 +194,11 @@ class _Case:
     root_port: bool
 
     @property
+    def qemu(self) -> str | None:
+        """The release compared (the emulated side's ``qemu``)."""
+        return self.emulated.get("qemu")  # type: ignore[attr-defined]
+
+    @property
     def identical(self) -> bool:
         return not self.diffs   # type: ignore[attr-defined]
 
@@ -129,8 +207,10 @@ class _Case:
         return machine_label(self.machine, self.root_port)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "machine": self.machine, "root_port": self.root_port,
-                "identical": self.identical, "diffs": self.diffs}  # type: ignore[attr-defined]
+        out = {"spec": self.spec, "machine": self.machine, "root_port": self.root_port,
+               "qemu": self.qemu, "identical": self.identical,
+               "diffs": self.diffs}  # type: ignore[attr-defined]
+        return out
 
 
 @dataclass
@@ -140,6 +220,7 @@ class Result(_Case):
     real: dict[str, Any]
     emulated: dict[str, Any]
     diffs: list[str] = field(default_factory=list)
+    target: Target | None = None
 
     @property
     def refused(self) -> bool:
@@ -264,44 +345,46 @@ def _emulated_real(line: str) -> str:
     return f"{m.group(1)}: emulated {m.group(2)}, real {m.group(3)}" if m else line
 
 
-def emulate(spec: str, machine: str = "pc", root_port: bool = False) -> dict[str, Any]:
-    """The emulated device in the probe's schema (refusals: ``{"error": ...}``)."""
+def emulate(spec: str, machine: str = "pc", root_port: bool = False,
+            qemu: str | None = None) -> dict[str, Any]:
+    """The emulated device of release ``qemu`` in the probe's schema (refusals:
+    ``{"error": ...}``), tagged with the release it stands for."""
+    import inspect
+
     from ..text.dump import dump
-    return dump(spec, machine, root_port)
+    if "qemu" in inspect.signature(dump).parameters:
+        return dump(spec, machine, root_port, qemu=qemu)
+    # seam until dump takes the release: the 7.2 emulation, said so
+    return {**dump(spec, machine, root_port), "qemu": "7.2"}
 
 
 def _check_input(spec: str, machine: str, root_port: bool) -> None:
     from ..errors import VirtioLabError
-    if machine not in ("pc", "q35"):
-        raise VirtioLabError(f"unknown machine {machine!r}: use pc or q35")
-    if root_port and machine != "q35":
-        raise VirtioLabError("--root-port needs --machine q35 (a pcie-root-port is a PCIe device)")
+    from .qemu import _MACHINE, machine_family
+    if not _MACHINE.fullmatch(machine or ""):
+        raise VirtioLabError(f"unknown machine {machine!r}: use pc, q35 or a machine type "
+                             f"(pc-i440fx-X.Y, pc-q35-X.Y)")
+    if root_port and machine_family(machine) != "q35":
+        raise VirtioLabError("--root-port needs a q35 machine (a pcie-root-port is a PCIe device)")
     if not spec or spec.startswith(",") or not spec.split(",")[0].strip():
         raise VirtioLabError(f"not a -device spec: {spec!r}")
 
 
 def crosscheck(spec: str, machine: str = "pc", root_port: bool = False, *,
-               timeout: float = 60.0) -> Result:
-    """Plug ``spec`` into real QEMU and into the emulation and compare.
+               qemu: str | None = None, timeout: float = 60.0) -> Result:
+    """Plug ``spec`` into real QEMU (release ``qemu``, else the local one: see
+    :func:`target`) and into the emulation of that release, and compare.
 
-    Raises :class:`virtio_lab.errors.VirtioLabError` (one line: how to install it) when
-    QEMU is not installed.
+    Raises :class:`virtio_lab.errors.VirtioLabError` (one line: how to get it) when that
+    QEMU is not here.
     """
-    from . import qemu
+    from . import qemu as real_qemu
     _check_input(spec, machine, root_port)
-    _need_qemu()
-    real = qemu.probe(spec, machine, root_port, lspci=False, timeout=timeout)
-    emu = emulate(spec, machine, root_port)
-    return Result(spec, machine, root_port, real, emu, describe(real, emu))
-
-
-def _need_qemu() -> None:
-    """qemu-system-x86_64 is there, or a VirtioLabError saying how to install it."""
-    from ..errors import VirtioLabError
-    from .qemu import qemu_unavailable
-    why = qemu_unavailable()
-    if why:
-        raise VirtioLabError(why)
+    where = target(qemu)
+    real = real_qemu.probe(spec, machine, root_port, lspci=False, timeout=timeout,
+                           qemu=where.binary)
+    emu = emulate(spec, machine, root_port, where.release)
+    return Result(spec, machine, root_port, real, emu, describe(real, emu), where)
 
 
 def _default_jobs() -> int:
@@ -309,7 +392,7 @@ def _default_jobs() -> int:
 
 
 def crosscheck_many(cases: Sequence[tuple[str, str, bool]], *, jobs: int | None = None,
-                    chunk: int = 12, timeout: float = 60.0,
+                    chunk: int = 12, timeout: float = 60.0, qemu: str | None = None,
                     progress: Callable[[Result], None] | None = None) -> list[Result]:
     """Cross-check many ``(spec, machine, root_port)`` cases; results in input order.
 
@@ -317,13 +400,14 @@ def crosscheck_many(cases: Sequence[tuple[str, str, bool]], *, jobs: int | None 
     :func:`virtio_lab.live.qemu.probe_many` call (several devices per QEMU process,
     each refusal re-probed alone so it keeps its own message), ``jobs`` chunks at
     a time.  The emulation runs in this thread while QEMU works.
-    ``progress(result)`` is called as each case completes.
+    ``progress(result)`` is called as each case completes.  ``qemu``: as for
+    :func:`crosscheck`.
     """
-    from . import qemu
+    from . import qemu as real_qemu
     cases = [(s, m, bool(rp)) for s, m, rp in cases]
     for s, m, rp in cases:
         _check_input(s, m, rp)
-    _need_qemu()   # one line before any work
+    where = target(qemu)   # one line before any work
     jobs = jobs or _default_jobs()
     by_where: dict[tuple[str, bool], list[int]] = {}
     for i, (_, m, rp) in enumerate(cases):
@@ -336,16 +420,17 @@ def crosscheck_many(cases: Sequence[tuple[str, str, bool]], *, jobs: int | None 
     chunks.sort(key=lambda c: -len(c[0]))
     results: list[Result | None] = [None] * len(cases)
     with cf.ThreadPoolExecutor(jobs) as ex:
-        futs = {ex.submit(qemu.probe_many, [cases[i][0] for i in idx], m, rp,
-                          lspci=False, timeout=timeout): idx for idx, m, rp in chunks}
+        futs = {ex.submit(real_qemu.probe_many, [cases[i][0] for i in idx], m, rp,
+                          lspci=False, timeout=timeout, qemu=where.binary): idx
+                for idx, m, rp in chunks}
         emus = {}
         for i, (s, m, rp) in enumerate(cases):     # emulate while QEMU runs
-            emus[i] = emulate(s, m, rp)
+            emus[i] = emulate(s, m, rp, where.release)
         for fut in cf.as_completed(futs):
             idx = futs[fut]
             for i, real in zip(idx, fut.result()):
                 s, m, rp = cases[i]
-                res = Result(s, m, rp, real, emus[i], describe(real, emus[i]))
+                res = Result(s, m, rp, real, emus[i], describe(real, emus[i]), where)
                 results[i] = res
                 if progress:
                     progress(res)
@@ -445,22 +530,33 @@ def _guest_modules():
 
 
 def crosscheck_guest(spec: str, machine: str = "pc", root_port: bool = False, *,
-                     timeout: float = 180.0) -> GuestResult:
-    """Boot a real Linux 6.1 guest with ``-device SPEC`` and compare what it left with
-    ``virtio_lab.probe`` (the emulation's firmware and driver replay).
+                     qemu: str | None = None, timeout: float = 180.0) -> GuestResult:
+    """Boot a real Linux 6.1 guest with ``-device SPEC`` under QEMU (release ``qemu`` with
+    its own SeaBIOS, else the local one: see :func:`target`) and compare what it left with
+    ``virtio_lab.probe`` of that release (the emulation's firmware and driver replay).
 
-    Raises :class:`virtio_lab.errors.VirtioLabError` (one line: how to install QEMU or
+    Raises :class:`virtio_lab.errors.VirtioLabError` (one line: how to get QEMU or
     build the guest kit) when the guest cannot be booted."""
     _check_input(spec, machine, root_port)
     guest, probe = _guest_modules()
-    emulated = probe(spec, machine, root_port).to_json()   # bad input fails before a boot
-    t0 = time.monotonic()
-    real = _boot(guest, spec, machine, root_port, timeout)
+    where = target(qemu)
+    emulated = _emulated_guest(probe, spec, machine, root_port, where.release)  # bad input
+    t0 = time.monotonic()                                                      # fails first
+    real = _boot(guest, spec, machine, root_port, timeout, where.binary)
     return GuestResult(spec, machine, root_port, real, emulated,
                        compare_guest(real, emulated), time.monotonic() - t0)
 
 
-def _boot(guest, spec: str, machine: str, root_port: bool, timeout: float) -> dict[str, Any]:
+def _emulated_guest(probe, spec: str, machine: str, root_port: bool, release: str) -> dict:
+    import inspect
+    if "qemu" in inspect.signature(probe).parameters:
+        return {**probe(spec, machine, root_port, qemu=release).to_json(), "qemu": release}
+    # seam until the guest probe takes the release: the 7.2 emulation, said so
+    return {**probe(spec, machine, root_port).to_json(), "qemu": "7.2"}
+
+
+def _boot(guest, spec: str, machine: str, root_port: bool, timeout: float,
+          binary: str | None = None) -> dict[str, Any]:
     """guest.capture, booted a second time if the first guest stopped before its report
     (seen once in many boots on a host loaded far beyond its cores); the console of a
     failed boot is kept in a temporary file named in the error."""
@@ -471,7 +567,8 @@ def _boot(guest, spec: str, machine: str, root_port: bool, timeout: float) -> di
         fd, log = tempfile.mkstemp(prefix="virtio_lab-guest-", suffix=".log")
         os.close(fd)
         try:
-            real = guest.capture(spec, machine, root_port, timeout=timeout, raw_log=log)
+            real = guest.capture(spec, machine, root_port, timeout=timeout, raw_log=log,
+                                 qemu=binary)
         except guest.GuestError as err:
             line = str(err).splitlines()[0]
             if attempt == 1 and "did not finish its report" in line:
@@ -488,23 +585,21 @@ def _boot(guest, spec: str, machine: str, root_port: bool, timeout: float) -> di
 
 
 def crosscheck_guest_many(cases: Sequence[tuple[str, str, bool]] = GUEST_CASES, *,
-                          jobs: int = 2, timeout: float = 180.0,
+                          jobs: int = 2, timeout: float = 180.0, qemu: str | None = None,
                           progress: Callable[[GuestResult], None] | None = None) -> list[GuestResult]:
     """:func:`crosscheck_guest` for many cases, ``jobs`` guests booting at a time."""
     from ..errors import VirtioLabError
-    from . import guest
     from .guest_kit import KitError, load_kit
     _guest_modules()
     # one clear line before any boot: QEMU first (the kit is of no use without it)
-    if not guest.shutil.which(guest.QEMU_BIN):
-        raise VirtioLabError(guest.INSTALL_QEMU)
+    target(qemu)
     try:
         load_kit()
     except KitError as err:
         raise VirtioLabError(str(err).splitlines()[0]) from None
     results: list[GuestResult | None] = [None] * len(cases)
     with cf.ThreadPoolExecutor(max(1, jobs)) as ex:
-        futs = {ex.submit(crosscheck_guest, s, m, rp, timeout=timeout): i
+        futs = {ex.submit(crosscheck_guest, s, m, rp, qemu=qemu, timeout=timeout): i
                 for i, (s, m, rp) in enumerate(cases)}
         for fut in cf.as_completed(futs):
             results[futs[fut]] = res = fut.result()
@@ -527,7 +622,7 @@ def _run_guest(args: argparse.Namespace) -> int:
     def show(res: GuestResult) -> None:
         if not args.json:
             print(format_guest_result(res), flush=True)
-    results = crosscheck_guest_many(cases, jobs=args.jobs or 2, progress=show)
+    results = crosscheck_guest_many(cases, jobs=args.jobs or 2, qemu=args.qemu, progress=show)
     secs = time.monotonic() - t0
     bad = [r for r in results if not r.identical]
     if args.json:
@@ -546,7 +641,12 @@ def _run_guest(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``crosscheck`` subcommand's arguments (the CLI parser calls this)."""
     p.add_argument("spec", nargs="?", help="a -device spec, e.g. virtio-net-pci,disable-legacy=on")
-    p.add_argument("--machine", default="pc", help="pc (i440fx) or q35 (default: pc)")
+    p.add_argument("--machine", default="pc",
+                   help="pc (i440fx), q35, or a versioned machine type such as pc-i440fx-5.2 "
+                        "or pc-q35-7.2 (default: pc, the release's newest)")
+    p.add_argument("--qemu", default=None, metavar="X.Y",
+                   help="the QEMU release to compare with (the QEMU kit's 5.2 and 10.0: make "
+                        "qemu-kit; default: the local QEMU, emulated as the release it is)")
     p.add_argument("--root-port", action="store_true",
                    help="plug behind a pcie-root-port (q35 only)")
     p.add_argument("--all", action="store_true",
@@ -570,18 +670,21 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"{prog}: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
+        if args.spec:
+            _check_input(args.spec, args.machine, args.root_port)
+        where = target(args.qemu)
+        if where.note:
+            print(one_line(f"{prog}: note: {where.note}"), file=sys.stderr)
         if args.guest:
-            if args.spec:
-                _check_input(args.spec, args.machine, args.root_port)
             return _run_guest(args)
         if args.all:
             return _run_all(args)
-        res = crosscheck(args.spec, args.machine, args.root_port)
+        res = crosscheck(args.spec, args.machine, args.root_port, qemu=args.qemu)
     except (QemuUnavailable, VirtioLabError) as err:
         print(one_line(f"{prog}: {err}"), file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(res.as_dict()))
+        print(json.dumps({**res.as_dict(), "note": where.note}))
     else:
         print(format_result(res))
     return 0 if res.identical else 1
@@ -594,17 +697,20 @@ def _run_all(args: argparse.Namespace) -> int:
     def show(res: Result) -> None:
         if not args.json:
             print(format_result(res), flush=True)
-    results = crosscheck_many(cases, jobs=args.jobs, progress=show)
+    results = crosscheck_many(cases, jobs=args.jobs, qemu=args.qemu, progress=show)
     secs = time.monotonic() - t0
     bad = [r for r in results if not r.identical]
     refused = sum(r.refused for r in results)
+    where = results[0].target if results else target(args.qemu)
     if args.json:
         print(json.dumps({"cases": len(results), "identical": len(results) - len(bad),
                           "refused_by_both": refused, "seconds": round(secs, 1),
-                          "results": [r.as_dict() for r in results]}))
+                          "qemu": where.release, "qemu_version": where.version,
+                          "note": where.note, "results": [r.as_dict() for r in results]}))
     else:
         types = len({r.spec for r in results})
-        print(f"crosscheck --all: {len(results) - len(bad)}/{len(results)} identical "
+        print(f"crosscheck --all: {len(results) - len(bad)}/{len(results)} identical to "
+              f"{where.version} emulated as {where.release} "
               f"({types} device types x pc, q35, q35rp; {refused} refused by both) "
               f"in {secs:.1f} s" + ("" if not bad else f"; {len(bad)} differ: "
                                     + ", ".join(f"{r.where} {r.spec}" for r in bad)))

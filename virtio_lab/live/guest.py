@@ -14,8 +14,13 @@ same fields ``virtio_lab.probe`` produces (see :data:`COMPARED_FIELDS`).
 
 CLI::
 
-    python -m virtio_lab.live.guest capture SPEC [--machine pc|q35] [--root-port] [-o FILE]
-    python -m virtio_lab.live.guest regen [--out tests/data/guest] [--jobs 2] [CASE...]
+    python -m virtio_lab.live.guest capture SPEC [--machine pc|q35] [--root-port] [--qemu X.Y]
+                                            [-o FILE]
+    python -m virtio_lab.live.guest regen [--qemu X.Y] [--out tests/data/guest] [--jobs 2] [CASE...]
+
+``--qemu 10.0`` boots the guest under that release (the QEMU kit's, ``make qemu-kit``, on its
+own SeaBIOS: 10.0's 1.16.3) and records it as the capture's ``qemu``; ``regen --qemu X.Y``
+writes ``tests/data/guest-X.Y``.
 
 Standard library only.
 """
@@ -33,6 +38,7 @@ from pathlib import Path
 
 from ..errors import VirtioLabError
 from ..files import write_atomic
+from . import qemu as real_qemu
 from .guest_kit import INSTALL_QEMU, QEMU_BIN, KitError, load_kit
 
 #: Fields that are the same on every boot of the same case and that the emulated
@@ -124,7 +130,7 @@ def qemu_command(spec: str, machine: str = "pc", root_port: bool = False,
             "-kernel", kit["kernel"], "-initrd", kit["initrd"],
             "-append", KERNEL_APPEND] + extra
     if root_port:
-        if machine != "q35":
+        if real_qemu.machine_family(machine) != "q35":
             raise GuestError("a pcie-root-port needs --machine q35")
         args += ["-device", "pcie-root-port,id=rp0,bus=pcie.0,addr=02.0,chassis=1"]
         if "bus" not in props:
@@ -360,19 +366,43 @@ def summarize(parsed: dict, spec: str, machine: str, root_port: bool) -> dict:
                   if re.search(r"virtio|%s|pci 0000|pcieport|PCI: " % re.escape(bdf[5:]), l)],
         "insmod_failed": glob.get("insmod_failed", []),
         "settle_ticks": int(_text(glob.get("settle_ticks")) or 0),
+        "bios": _bios(glob.get("dmesg", [])),
     }
     return out
+
+
+def _bios(dmesg: list) -> str | None:
+    """The firmware's version as Linux prints it from the SMBIOS tables SeaBIOS built
+    (drivers/firmware/dmi_scan.c: dmi_present, ``DMI: ..., BIOS 1.16.3-debian-1.16.3-2~bpo12+1
+    04/01/2014``): which SeaBIOS booted the guest."""
+    for line in dmesg:
+        m = re.search(r"\bDMI: .*, BIOS (\S+)", line)
+        if m:
+            return m.group(1)
+    return None
 
 
 # --------------------------------------------------------------------------
 # boot
 
+def _binary(release: str | None) -> str:
+    """The QEMU to boot: the local one, or release X.Y's (see live.qemu.qemu_binary)."""
+    if release is None:
+        local = shutil.which(QEMU_BIN)
+        if not local:
+            raise GuestError(INSTALL_QEMU)
+        return local
+    try:
+        return real_qemu.qemu_binary(release)
+    except real_qemu.QemuUnavailable as exc:
+        raise GuestError(str(exc)) from None
+
+
 def capture(spec: str, machine: str = "pc", root_port: bool = False,
-            timeout: float = 120.0, kit_path=None, raw_log=None) -> dict:
-    """Boot a real Linux 6.1 guest with ``-device SPEC`` and return what it left."""
-    qemu = shutil.which(QEMU_BIN)
-    if not qemu:
-        raise GuestError(INSTALL_QEMU)
+            timeout: float = 120.0, kit_path=None, raw_log=None, qemu: str | None = None) -> dict:
+    """Boot a real Linux 6.1 guest with ``-device SPEC`` under the local QEMU (or release
+    ``qemu``, a path or ``X.Y``) and return what it left."""
+    release, qemu = qemu, _binary(qemu)
     try:
         kit = load_kit(kit_path)
     except KitError as exc:
@@ -394,15 +424,18 @@ def capture(spec: str, machine: str = "pc", root_port: bool = False,
         err = res.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GuestError("QEMU failed: " + (err[-1] if err else f"exit {res.returncode}"))
     out = summarize(parse_console(console), spec, machine, root_port)
-    ver = subprocess.run([qemu, "--version"], stdout=subprocess.PIPE, text=True).stdout
-    out["qemu_version"] = ver.splitlines()[0] if ver else None
+    if release is not None:
+        out["qemu"] = real_qemu.qemu_release(qemu)
+    if machine not in ("pc", "q35"):
+        out["machine_type"] = machine
+    out["qemu_version"] = real_qemu.qemu_version(qemu) or None
     out["qemu_args"] = [a if not a.startswith("/") else Path(a).name for a in cmd[1:]]
     out["kernel_package"] = kit.get("kernel_package")
     out["boot_seconds"] = round(elapsed, 2)
     return out
 
 
-def regen(out_dir, cases=CASES, jobs=2, only=None, verbose=True) -> list:
+def regen(out_dir, cases=CASES, jobs=2, only=None, verbose=True, qemu=None) -> list:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cases if not only or case_name(*c) in only]
@@ -410,7 +443,7 @@ def regen(out_dir, cases=CASES, jobs=2, only=None, verbose=True) -> list:
     def one(case):
         name = case_name(*case)
         try:
-            data = capture(*case)
+            data = capture(*case, qemu=qemu)
         except GuestError as exc:
             return name, None, str(exc)
         write_atomic(out_dir / f"{name}.json", json.dumps(data, indent=1) + "\n", "the capture")
@@ -433,13 +466,16 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("capture", help="boot one case, print its JSON")
     c.add_argument("spec")
-    c.add_argument("--machine", default="pc", choices=("pc", "q35"))
+    c.add_argument("--machine", default="pc",
+                   help="pc, q35 or a machine type (pc-i440fx-X.Y, pc-q35-X.Y)")
     c.add_argument("--root-port", action="store_true")
+    c.add_argument("--qemu", default=None, help="boot under QEMU X.Y (the QEMU kit's)")
     c.add_argument("--timeout", type=float, default=120.0)
     c.add_argument("-o", "--output")
     c.add_argument("--raw", help="also write the raw console here")
     r = sub.add_parser("regen", help="re-capture the stored cases")
-    r.add_argument("--out", default="tests/data/guest")
+    r.add_argument("--qemu", default=None, help="boot under QEMU X.Y (the QEMU kit's)")
+    r.add_argument("--out", default=None, help="default tests/data/guest (--qemu: guest-X.Y)")
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("cases", nargs="*", help="case names (default: all)")
     sub.add_parser("cases", help="list the case names")
@@ -447,14 +483,15 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "capture":
             data = capture(args.spec, args.machine, args.root_port, args.timeout,
-                           raw_log=args.raw)
+                           raw_log=args.raw, qemu=args.qemu)
             text = json.dumps(data, indent=1) + "\n"
             if args.output:
                 write_atomic(args.output, text, "the capture")
             else:
                 sys.stdout.write(text)
         elif args.cmd == "regen":
-            res = regen(args.out, jobs=args.jobs, only=set(args.cases) or None)
+            out = args.out or ("tests/data/guest" + (f"-{args.qemu}" if args.qemu else ""))
+            res = regen(out, jobs=args.jobs, only=set(args.cases) or None, qemu=args.qemu)
             return 1 if any(e for _, _, e in res) else 0
         else:
             for case in CASES:
