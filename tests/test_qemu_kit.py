@@ -52,15 +52,17 @@ for a in it:
 if tool == "apt-get" and rest[0] == "update":
     Path(opts["Dir::State::Lists"], "fake_Packages").write_text("x")
 elif tool == "apt-cache" and rest[0] == "show":
-    pkg, _, ver = rest[1].partition("=")
-    for rec in archive:
-        if rec["Package"] == pkg and rec["Version"] == ver:
-            print("\n".join(f"{{k}}: {{v}}" for k, v in rec.items()) + "\n")
+    for arg in rest[1:]:
+        pkg, _, ver = arg.partition("=")
+        for rec in archive:
+            if rec["Package"] == pkg and rec["Version"] == ver:
+                print("\n".join(f"{{k}}: {{v}}" for k, v in rec.items()) + "\n")
 elif tool == "apt-get" and rest[0] == "download":
-    pkg, _, ver = rest[1].partition("=")
-    rec = next(r for r in archive if r["Package"] == pkg and r["Version"] == ver)
-    shutil.copy(here / "pool" / Path(rec["Filename"]).name,
-                Path.cwd() / f"{{pkg}}_{{ver.replace(':', '%3a')}}_{{rec['Architecture']}}.deb")
+    for arg in rest[1:]:
+        pkg, _, ver = arg.partition("=")
+        rec = next(r for r in archive if r["Package"] == pkg and r["Version"] == ver)
+        shutil.copy(here / "pool" / Path(rec["Filename"]).name,
+                    Path.cwd() / f"{{pkg}}_{{ver.replace(':', '%3a')}}_{{rec['Architecture']}}.deb")
 elif tool == "dpkg-deb" and rest[0] == "-f":
     deb = json.loads(Path(rest[1]).read_text())
     names = rest[2:]
@@ -166,8 +168,8 @@ def test_build_leaves_the_system_alone(built):
     sources = (kit / "apt" / "bullseye" / "kit.sources").read_text()
     assert "URIs: http://deb.example/debian\n" in sources and "Suites: bullseye\n" in sources
     # the exact version of every package, each checked against the index's sha256
-    downloads = {c[c.index("download") + 1] for c in calls
-                 if c[0] == "apt-get" and "download" in c}
+    downloads = {arg for c in calls if c[0] == "apt-get" and "download" in c
+                 for arg in c[c.index("download") + 1:]}
     assert downloads == {f"{p}={v}" for r in qemu_kit.RELEASES.values() for p, v in r.packages}
     for name, entry in manifest["releases"].items():
         assert entry["emulator"] == f"QEMU emulator version {name}.0 (fake)"

@@ -214,19 +214,27 @@ class PrivateApt:
         return subprocess.run(["apt-get", *self.options(), *args], cwd=cwd,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    def records(self, wanted, source: bool = False) -> list[dict]:
+        """The signed index's stanza for each (PACKAGE, VERSION) of *wanted*, asked in one
+        apt-cache call (each call reads the whole index); KitError names the first the
+        archive lacks."""
+        self.update()
+        wanted = list(wanted)
+        # showsrc takes no =VERSION: it lists every version the index has
+        cmd = ["apt-cache", *self.options(), "showsrc" if source else "show",
+               *(p if source else f"{p}={v}" for p, v in wanted)]
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        found = {(st.get("Package"), st.get("Version")): st for st in stanzas(res.stdout)
+                 if source or ("Filename" in st and "SHA256" in st)}
+        for package, version in wanted:
+            if (package, version) not in found:
+                raise KitError(f"the archive has no {'source ' if source else ''}"
+                               f"{package}={version} in {'/'.join(self.suites)} ({self.uri})")
+        return [found[w] for w in wanted]
+
     def record(self, package: str, version: str, source: bool = False) -> dict:
         """The signed index's stanza for PACKAGE=VERSION (KitError if the archive lacks it)."""
-        self.update()
-        # showsrc takes no =VERSION: it lists every version the index has
-        cmd = ["apt-cache", *self.options(), *(["showsrc", package] if source
-                                               else ["show", f"{package}={version}"])]
-        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for stanza in stanzas(res.stdout):
-            if (stanza.get("Package") == package and stanza.get("Version") == version
-                    and (source or ("Filename" in stanza and "SHA256" in stanza))):
-                return stanza
-        raise KitError(f"the archive has no {'source ' if source else ''}{package}={version} "
-                       f"in {'/'.join(self.suites)} ({self.uri})")
+        return self.records([(package, version)], source)[0]
 
 
 def stanzas(text: str) -> list[dict]:
@@ -245,29 +253,38 @@ def stanzas(text: str) -> list[dict]:
     return out
 
 
-def download_verified(apt: PrivateApt, package: str, version: str, debs: Path) -> dict:
-    """PACKAGE=VERSION's .deb in *debs* (once), checked against the signed index; its
-    manifest entry (package, version, file, sha256, size)."""
-    rec = apt.record(package, version)
-    name = Path(rec["Filename"]).name
-    deb = debs / name
-    if not (deb.exists() and sha256(deb) == rec["SHA256"]):
-        debs.mkdir(parents=True, exist_ok=True)
-        res = apt.apt_get("download", f"{package}={version}", cwd=debs)
+def download_verified(apt: PrivateApt, packages, debs: Path) -> list[dict]:
+    """Each (PACKAGE, VERSION)'s .deb in *debs* (fetched once, in one apt-get call), checked
+    against the signed index; their manifest entries (package, version, file, sha256, size)."""
+    packages = list(packages)
+    recs = apt.records(packages)
+    debs.mkdir(parents=True, exist_ok=True)
+
+    def have(rec):
+        deb = debs / Path(rec["Filename"]).name
+        return deb.exists() and sha256(deb) == rec["SHA256"]
+
+    missing = [(p, v, r) for (p, v), r in zip(packages, recs) if not have(r)]
+    if missing:
+        res = apt.apt_get("download", *(f"{p}={v}" for p, v, _ in missing), cwd=debs)
         if res.returncode != 0:
-            raise KitError(f"apt-get download {package}={version} failed: "
-                           f"{last_error(res.stderr)}")
-        # apt names it PKG_VERSION_ARCH.deb with the epoch's colon as %3a
-        got = debs / f"{package}_{version.replace(':', '%3a')}_{rec['Architecture']}.deb"
-        if not got.exists():
-            raise KitError(f"apt-get download {package}={version} produced no {got.name}")
-        got.replace(deb)
-    digest = sha256(deb)
-    if digest != rec["SHA256"]:
-        raise KitError(f"{deb.name}: sha256 {digest} differs from the signed index's "
-                       f"{rec['SHA256']}")
-    fields = deb_fields(deb, "Package", "Version")
-    if fields.get("Package") != package or fields.get("Version") != version:
-        raise KitError(f"{deb.name} is not {package} {version}")
-    return {"package": package, "version": version, "file": name,
-            "sha256": digest, "size": deb.stat().st_size}
+            raise KitError(f"apt-get download failed: {last_error(res.stderr)}")
+        for package, version, rec in missing:
+            # apt names it PKG_VERSION_ARCH.deb with the epoch's colon as %3a
+            got = debs / f"{package}_{version.replace(':', '%3a')}_{rec['Architecture']}.deb"
+            if not got.exists():
+                raise KitError(f"apt-get download {package}={version} produced no {got.name}")
+            got.replace(debs / Path(rec["Filename"]).name)
+    out = []
+    for (package, version), rec in zip(packages, recs):
+        deb = debs / Path(rec["Filename"]).name
+        digest = sha256(deb)
+        if digest != rec["SHA256"]:
+            raise KitError(f"{deb.name}: sha256 {digest} differs from the signed index's "
+                           f"{rec['SHA256']}")
+        fields = deb_fields(deb, "Package", "Version")
+        if fields.get("Package") != package or fields.get("Version") != version:
+            raise KitError(f"{deb.name} is not {package} {version}")
+        out.append({"package": package, "version": version, "file": deb.name,
+                    "sha256": digest, "size": deb.stat().st_size})
+    return out

@@ -299,10 +299,8 @@ def build(path=None, verbose=True) -> dict:
             apt = PrivateApt(d / "apt" / rel.suites[0], rel.suites, uri, keyring,
                              install_hint=INSTALL_APT)
             debs = rdir / "debs"
-            entries = []
-            for package, version in rel.packages:
-                entries.append(download_verified(apt, package, version, debs))
-                say(f"qemu-kit: {name}: {entries[-1]['file']}")
+            entries = download_verified(apt, rel.packages, debs)
+            say(f"qemu-kit: {name}: {', '.join(e['file'] for e in entries)}")
             _unpack(debs, entries, rel, rdir / "root")
             if rel.no_modules:
                 (rdir / "no-modules").mkdir(exist_ok=True)
