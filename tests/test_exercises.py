@@ -18,6 +18,47 @@ def right(name):
     return EXERCISES[name].expected()
 
 
+class _NoCommand:
+    """An access whose COMMAND writes are dropped: the reference then never turns decoding off."""
+
+    def __init__(self, access):
+        self.a = access
+
+    def config_read(self, addr, size):
+        return self.a.config_read(addr, size)
+
+    def config_write(self, addr, value, size):
+        if addr != 0x04:
+            self.a.config_write(addr, value, size)
+
+
+class _NoUpperRestore(_NoCommand):
+    """Writes back everything but a placed 64-bit BAR's upper half."""
+
+    def config_write(self, addr, value, size):
+        if not (addr == 0x24 and value not in (0, 0xFFFFFFFF)):
+            self.a.config_write(addr, value, size)
+
+
+def _size_without_restoring(access):
+    sizes, i = {}, 0
+    command = access.config_read(0x04, 2)
+    access.config_write(0x04, command & ~3, 2)
+    while i < 6:
+        off = 0x10 + 4 * i
+        access.config_write(off, 0xFFFFFFFF, 4)
+        lo = access.config_read(off, 4)
+        hi = None
+        if not lo & 1 and lo & 6 == 4:
+            access.config_write(off + 4, 0xFFFFFFFF, 4)
+            hi = access.config_read(off + 4, 4)
+        if lo not in (0, 1):
+            sizes[i] = ex._size_reference(lo, hi)
+        i += 2 if hi is not None else 1
+    access.config_write(0x04, command, 2)
+    return sizes
+
+
 # (exercise, a typical wrong answer, words the feedback must contain)
 WRONG = [
     ("plug-order", ["virtio_pci_realize", "virtio_bus_device_plugged", "virtio_pci_bus_new",
@@ -26,7 +67,8 @@ WRONG = [
     ("header-ids", dict(vendor_id=0xF41A, device_id=0x1041, revision_id=1, **{"class": 0x200},
                         subsystem_vendor_id=0x1AF4, subsystem_id=0x1100), ["'vendor_id'", "little-endian"]),
     ("header-ids", {"vendor_id": 0x1AF4}, ["'device_id' is missing", "0x02"]),
-    ("command-readback", 0xFFFF, ["too high", "wmask"]),
+    ("command-readback", 0xFFFF, ["bit 3 SPECIAL", "reserved bits 15:11", "should read back 0", "wmask"]),
+    ("command-readback", 0x0007, ["bit 8 SERR", "bit 10 INTX_DISABLE", "should read back 1"]),
     ("writable-header-fields", {"bar0", "bar1", "bar4", "bar5", "cache_line_size", "command",
                                 "interrupt_line", "rom_address", "status"}, ["'status'", "w1cmask"]),
     ("writable-header-fields", {"bar0", "bar1", "bar4", "cache_line_size", "command",
@@ -44,10 +86,19 @@ WRONG = [
     ("walk-caps", lambda c: [(c[0x34], c[c[0x34]])], ["on virtio-net-pci on pc", "returned"]),
     ("walk-caps", lambda c: 1 / 0, ["raised ZeroDivisionError"]),
     ("walk-caps", lambda c: [o for o, _ in ex._walk_reference(c)], ["(offset, cap_id) pair"]),
+    # follows 0x34 without looking at STATUS.CAP_LIST: right on every real device, wrong on the stale pointer
+    ("walk-caps", lambda c: ex._walk_reference(bytes(c[:6]) + bytes([c[6] | 0x10]) + bytes(c[7:]))
+     if c[0x34] else [], ["STATUS bit 4 (CAP_LIST) cleared", "0x34 still holding 0x98", "check the bit"]),
     ("bar-sizes", {0: 24, 1: 4096, 4: 16384}, ["wrong value is for 0:", "too low", "0x10"]),
     ("bar-sizes", {0: 32, 1: 4096, 4: 16384, 5: 0}, ["key 5 should not be there"]),
     ("sizing-readback", {0x10: 0xFFFFFFE0, 0x14: 0xFFFFF000, 0x20: 0xFFFFC00C, 0x24: 0xFFFFFFFF},
-     ["wrong value is for 0x10:", "type bits"]),
+     ["at 0x10 (BAR0)", "bit 0, the I/O space indicator", "read-only"]),
+    ("sizing-readback", {0x10: 0xFFFFFFE1, 0x14: 0xFFFFFF00, 0x20: 0xFFFFC00C, 0x24: 0xFFFFFFFF},
+     ["at 0x14 (BAR1)", "address bits 31:4", "its bits 11:8", "below the BAR's size"]),
+    ("sizing-readback", {0x10: 0xFFFFFFE1, 0x14: 0xFFFFF000, 0x20: 0xFFFFC000, 0x24: 0xFFFFFFFF},
+     ["at 0x20 (BAR4)", "bits 2:1, the memory type", "bit 3, prefetchable"]),
+    ("bar-high", {0x20: 0x0, 0x24: 0x1}, ["at 0x20 (BAR4)", "memory type", "prefetchable"]),
+    ("bar-high", {0x20: 0xC, 0x24: 0x0}, ["at 0x24 (BAR5)", "address bits 63:32", "its bit 0"]),
     ("size-from-readback", lambda lo, hi=None: (~lo + 1) & 0xFFFFFFFF, ["BAR0 of virtio-net-pci", "returned 31"]),
     ("bar-kinds", {0: "io", 1: "mem32", 4: "mem64"}, ["key 2 is missing", "0x18"]),
     ("ring-sizes", {"desc": 4096, "avail": 518, "used": 2048}, ["'used'", "too low", "8-byte element"]),
@@ -78,6 +129,16 @@ WRONG = [
     ("cap-ptr-writers", [34, 39, 44, 49, 53], ["stops after 5", "6th call of pci_add_capability"]),
     ("bar-order", [0, 1, 4, 6], ["position 0", "1st pci_register_bar"]),
     ("size-all-bars", lambda a: {i: 1 for i in range(6)}, ["on virtio-net-pci", "64-bit"]),
+    # SeaBIOS's loop: right sizes, but all ones written while the placed device decodes
+    ("size-all-bars", lambda a: ex._size_bars_reference(_NoCommand(a)),
+     ["as firmware left it", "decoding on", "wrote all ones to bar0 (0x10)", "Clear IO and MEMORY"]),
+    # sizes right, BARs not written back
+    ("size-all-bars", _size_without_restoring, ["the sizes are right", "left bar0 (0x10) at 0xffffffe1",
+                                                "it was 0x00000001", "write that value back"]),
+    ("size-all-bars", lambda a: ex._size_bars_reference(_NoUpperRestore(a)),
+     ["BAR4 at 0x100000000: the sizes", "left bar5 (0x24) at 0xffffffff", "it was 0x00000001"]),
+    ("interrupt-line", {"virtio-net-pci": 11, "virtio-net-pci,addr=4": 10, "virtio-net-pci,addr=5": 10},
+     ["'virtio-net-pci,addr=4'", "too low", "slot 4"]),
     ("linux-cap-pick", {"common": 0x40, "isr": 0x50, "notify": 0x70, "device": 0x60},
      ["'common'", "too low", "root port"]),
     ("driver-mode", {"virtio-net-pci": "legacy", "virtio-net-pci,disable-modern=on": "legacy",
@@ -203,6 +264,27 @@ def test_feedback_renders_as_text_and_html():
     assert repr(fb) == str(fb) and bool(fb)
     assert "vl-feedback" in fb._repr_html_() and "✓ bar-order" in fb._repr_html_()
     assert "00-start:" in str(ex.exercises()) and "14-what-if" in str(ex.exercises("14"))
+
+
+@pytest.mark.parametrize("name", ["device-ids", "notify-address", "linux-cap-pick", "ext-cap-walk", "msix-cap",
+                                  "legacy-diff", "interrupt-line", "bar-high", "cap-ptr-writers"])
+def test_why_states_the_emulations_numbers(name):
+    """The explanations' numbers are computed: each number of the answer is in the text."""
+    why = EXERCISES[name].why()
+    want = EXERCISES[name].expected()
+    values = want.values() if isinstance(want, dict) else want
+    flat = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
+    if name == "cap-ptr-writers":
+        flat = [len(flat)]
+    if name == "legacy-diff":
+        flat = []
+        a, b = ex._final(ex._DIFF_A).config, ex._final(ex._DIFF_B).config
+        flat = [ex._le(b, 2, 2), ex._le(b, 0x2E, 2)]
+    for v in flat:
+        if isinstance(v, str):
+            assert v in why, (v, why)
+        elif not isinstance(v, bool):
+            assert ex._hex(v) in why or str(int(v)) in why, (v, why)
 
 
 def test_answers_follow_the_emulation():

@@ -31,7 +31,8 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
 
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
 NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "05-virtio-primer", "06-virtio-pci",
-             "07-plug-timeline", "08-interrupts", "09-pcie", "10-firmware", "14-what-if-and-real-machines",
+             "07-plug-timeline", "08-interrupts", "09-pcie", "10-firmware", "11-linux-driver",
+             "14-what-if-and-real-machines",
              "15-why-bar4-0x3000")
 
 
@@ -188,6 +189,52 @@ def _direction(got: int, want: int) -> str:
     return " (too high)" if got > want else " (too low)"
 
 
+def _bit_ranges(mask: int) -> str:
+    """'bit 3', 'bits 3, 5', 'bits 15:11': the set bits of ``mask``, runs folded."""
+    runs, bit = [], 0
+    while mask >> bit:
+        if mask >> bit & 1:
+            top = bit
+            while mask >> (top + 1) & 1:
+                top += 1
+            runs.append(f"{top}:{bit}" if top > bit else str(bit))
+            bit = top + 1
+        else:
+            bit += 1
+    return f"bit{'s' if len(runs) > 1 or ':' in runs[0] else ''} {', '.join(runs)}" if runs else "no bit"
+
+
+#: COMMAND's bits, named as Linux's pci_regs.h names them (PCI_COMMAND_*); 15:11 are reserved
+_COMMAND_BITS = {0: "IO (I/O space decode)", 1: "MEMORY (memory decode)", 2: "MASTER (bus master)",
+                 3: "SPECIAL (special cycles)", 4: "INVALIDATE (memory write and invalidate)",
+                 5: "VGA_PALETTE (palette snoop)", 6: "PARITY (parity error response)",
+                 7: "WAIT (stepping)", 8: "SERR (SERR# enable)", 9: "FAST_BACK (fast back-to-back)",
+                 10: "INTX_DISABLE (INTx off)"}
+
+
+def _bit_names(mask: int, names: dict[int, str]) -> list[str]:
+    """The named bits set in ``mask``, then the unnamed ones as 'reserved bits ...'."""
+    out = [f"bit {b} {n}" for b, n in names.items() if mask >> b & 1]
+    rest = mask & ~sum(1 << b for b in names)
+    return out + ([f"reserved {_bit_ranges(rest)}"] if rest else [])
+
+
+def _cmp_bits(got: Any, want: int, width: int, names: dict[int, str], what: str, why: str) -> str | None:
+    """Name the bits that differ: which are set but should be clear, and the other way round."""
+    g = _as_int(got, what)
+    if g == want:
+        return None
+    if not 0 <= g < 1 << width:
+        return f"you gave {_hex(g)} for {what}, which does not fit in {width} bits"
+    extra, missing = (g ^ want) & g, (g ^ want) & want
+    parts = []
+    if extra:
+        parts.append(f"{', '.join(_bit_names(extra, names))} should read back 0")
+    if missing:
+        parts.append(f"{', '.join(_bit_names(missing, names))} should read back 1")
+    return f"you gave {_hex(g)} for {what}: " + "; ".join(parts) + f" — {why}"
+
+
 # --------------------------------------------------------------------------
 # comparators: each returns None when equal, else the first difference as a sentence
 
@@ -256,7 +303,7 @@ def _cmp_function(fn: Any, cases: list[tuple[str, tuple, Any]], what: str,
                   result: Callable[[Any], Any] = lambda v: v) -> str | None:
     if not callable(fn):
         raise _Bad(f"pass your function itself (its name, without calling it), not {_type_name(fn)}")
-    for label, args, want in cases:
+    for label, args, want, *why in cases:
         try:
             got = fn(*args)
         except Exception as err:  # the learner's code: report it in one line
@@ -267,7 +314,8 @@ def _cmp_function(fn: Any, cases: list[tuple[str, tuple, Any]], what: str,
         except _Bad as bad:
             return f"on {label}: {bad}"
         if got != want:
-            return f"on {label} your function returned {_show(got)}, which is not right"
+            return (f"on {label} your function returned {_show(got)}, which is not right"
+                    + (f" — {why[0]}" if why else ""))
     return None
 
 
@@ -284,7 +332,7 @@ class Exercise:
     expected: Callable[[], Any]
     compare: Callable[[Any, Any], str | None]
     hint: str
-    why: str
+    why: Callable[[], str]  # computed when first shown: its numbers come from the emulation
     shape: str  # what an answer looks like, for "no answer yet"
     praise: str = ""
 
@@ -292,11 +340,15 @@ class Exercise:
 EXERCISES: dict[str, Exercise] = {}
 
 
-def _exercise(name: str, notebook: str, question: str, *, shape: str, hint: str, why: str,
-              praise: str = "", compare: Callable[[Any, Any], str | None]):
+def _exercise(name: str, notebook: str, question: str, *, shape: str, hint: str,
+              why: str | Callable[[], str], praise: str = "", compare: Callable[[Any, Any], str | None]):
+    """Register an exercise. ``why`` is a sentence without numbers of the emulation's, or a
+    function that builds it from the emulation (so a changed model never leaves it stale)."""
+    explain = why if callable(why) else (lambda: why)
+
     def register(fn: Callable[[], Any]) -> Callable[[], Any]:
         EXERCISES[name] = Exercise(name, notebook, question, lru_cache(maxsize=1)(fn), compare, hint,
-                                   why, shape, praise)
+                                   lru_cache(maxsize=1)(explain), shape, praise)
         return fn
     return register
 
@@ -368,9 +420,7 @@ _ID_FIELDS = {"vendor_id": (0x00, 2), "device_id": (0x02, 2), "revision_id": (0x
            "device_id, revision_id, class (the 16-bit word at 0x0a), subsystem_vendor_id, subsystem_id.",
            shape='a dict {"vendor_id": 0x..., "device_id": 0x..., ...}',
            hint="All fields are little-endian: the byte at the lower offset is the low byte.",
-           why="A modern-only device (disable-legacy=on) gets device id 0x1040 + virtio id (net is 1) "
-               "and revision 1; its subsystem stays QEMU's default 1af4:1100. The class word 0x0200 "
-               "is 'Ethernet controller'.",
+           why=lambda: _header_ids_why(),
            compare=lambda g, w: _cmp_dict(
                g, w, "field values", lambda k, v: _as_int(v, f"the value for {k!r}"),
                where=lambda k: (f"it is {_ID_FIELDS[k][1]} byte{'s' if _ID_FIELDS[k][1] > 1 else ''} at "
@@ -380,19 +430,40 @@ def _header_ids():
     return {k: _le(cfg, off, n) for k, (off, n) in _ID_FIELDS.items()}
 
 
+def _virtio_id(spec: str = "virtio-net-pci") -> int:
+    """The virtio device id the plug announced (virtio_bus_get_vdev_id)."""
+    return next(e.detail("virtio_id") for e in _trace(spec).events if e.detail("virtio_id") is not None)
+
+
+def _header_ids_why() -> str:
+    v = _header_ids()
+    base = v["device_id"] - _virtio_id()
+    return (f"A modern-only device (disable-legacy=on) gets device id {_hex(base)} + its virtio id "
+            f"({_hex(v['device_id'])}: net is virtio device {_virtio_id()}) and revision "
+            f"{v['revision_id']} (virtio_pci_device_plugged); its subsystem stays QEMU's default "
+            f"{v['subsystem_vendor_id']:04x}:{v['subsystem_id']:04x} (pci_set_default_subsystem_id). "
+            f"The class word {v['class']:#06x} says 'Ethernet controller'.")
+
+
 @_exercise("command-readback", "01-config-space",
            "A guest writes 0xffff to COMMAND (offset 0x04, 2 bytes) of a freshly plugged virtio-net-pci. "
            "What does it read back?",
            shape="a 16-bit number, e.g. 0x1234",
            hint="Only bits set in the write mask change: new = (old & ~wmask) | (value & wmask). Look at "
                 "state.wmask[4:6] (little-endian), or try it with ConfigAccess.",
-           why="QEMU makes IO, MEMORY, MASTER, SERR and INTX_DISABLE writable (wmask 0x0507); every "
-               "other COMMAND bit is read-only and stays 0.",
-           compare=lambda g, w: _cmp_int(g, w, "the value read back"))
+           why=lambda: (f"pci_init_wmask makes {', '.join(_bit_names(_command_wmask(), _COMMAND_BITS))} "
+                        f"writable (wmask {_command_wmask():#06x}); every other COMMAND bit is read-only "
+                        "and stays 0."),
+           compare=lambda g, w: _cmp_bits(g, w, 16, _COMMAND_BITS, "the value read back",
+                                          "those bits are read-only here: look at state.wmask[4:6]"))
 def _command_readback():
     acc = _access("virtio-net-pci")
     acc.config_write(0x04, 0xFFFF, 2)
     return acc.config_read(0x04, 2)
+
+
+def _command_wmask(spec: str = "virtio-net-pci") -> int:
+    return _le(_final(spec).wmask, 0x04, 2)
 
 
 def _header_field_names() -> tuple[str, ...]:
@@ -423,10 +494,13 @@ def _writable_why_extra(name: str) -> str:
            "guest change at least one bit of?",
            shape='a set of field names, e.g. {"command", ...}',
            hint="A field is writable when any of its bytes has a non-zero wmask. Unused BARs have wmask 0.",
-           why="COMMAND (0x0507), the cache line size and interrupt line (firmware fills those in), the "
-               "registered BARs (their wmask ~(size-1) is how firmware sizes and places them: BAR0, "
-               "BAR1, and BAR4 with its upper half BAR5) and the ROM address. Identity, class, "
-               "STATUS and the capability pointer are read-only.",
+           why=lambda: (f"COMMAND (wmask {_command_wmask():#06x}), the cache line size and interrupt line "
+                        "(firmware fills those in), the registered BARs (their wmask ~(size-1) is how "
+                        "firmware sizes and places them: "
+                        + ", ".join(f"BAR{i}" + (f" with its upper half BAR{i + 1}" if b.kind == "mem64" else "")
+                                    for i, b in _bars("virtio-net-pci").items())
+                        + ") and the ROM address. Identity, class, STATUS and the capability pointer "
+                        "are read-only."),
            compare=lambda g, w: _cmp_set(g, w, "field names", lambda v: str(v).strip().lower(),
                                          _writable_why_missing, _writable_why_extra))
 def _writable_header_fields():
@@ -497,7 +571,7 @@ _ECAM_TASKS = {"q35 offset 0x34": ("q35", False, 0x34), "q35 root port offset 0x
 
 
 @_exercise("ecam-address", "02-config-access",
-           "At which guest-physical address does a q35 guest read (a) the capabilities pointer (0x34) of "
+           "At which guest-physical address does a q35 guest read (a) the byte at offset 0x34 of "
            "virtio-net-pci on the root bus, (b) offset 0x100 of virtio-net-pci behind a root port? "
            "SeaBIOS put the ECAM window at virtio_lab.hw.pci_host.ECAM_BASE['q35'].",
            shape='a dict {"q35 offset 0x34": 0x..., "q35 root port offset 0x100": 0x...}',
@@ -549,20 +623,27 @@ _MSIX_KEYS = {"offset": "the MSI-X capability's offset (its ID is 0x11)",
               "pba_offset": "the PBA dword (cap+8) with the low 3 bits cleared"}
 
 
+_MSIX_SPEC = "virtio-blk-pci,drive=d0,num-queues=4"
+
+
 @_exercise("msix-cap", "03-capabilities",
            "Decode the MSI-X capability of virtio-blk-pci,drive=d0,num-queues=4: its offset, "
            "table_size, table_bar, table_offset, pba_bar, pba_offset.",
            shape='a dict {"offset": 0x.., "table_size": .., "table_bar": .., "table_offset": 0x.., '
                  '"pba_bar": .., "pba_offset": 0x..}',
            hint="Find the capability with ID 0x11, then read the three fields after its 2-byte header.",
-           why="virtio-blk asks for num-queues + 1 vectors (one per queue plus one for config changes), "
-               "so 5. msix_init_exclusive_bar puts table and PBA alone in BAR1: table at 0, PBA in the "
-               "second half of the 4 KiB BAR (0x800).",
+           why=lambda: (f"The MSI-X capability was added last, so it is the list's head, at "
+                        f"{_hex(_msix_cap()['offset'])}. virtio-blk asks for num-queues + 1 vectors (one per queue "
+                        f"plus one for configuration changes), so {_msix_cap()['table_size']}. "
+                        "msix_init_exclusive_bar puts the table and "
+                        f"the PBA alone in BAR{_msix_cap()['table_bar']}: the table at "
+                        f"{_hex(_msix_cap()['table_offset'])}, the PBA at {_hex(_msix_cap()['pba_offset'])}, "
+                        f"the second half of the {_bars(_MSIX_SPEC)[_msix_cap()['table_bar']].size}-byte BAR."),
            compare=lambda g, w: _cmp_dict(g, w, "MSI-X fields",
                                           lambda k, v: _as_int(v, f"the value for {k!r}"),
                                           where=lambda k: _MSIX_KEYS[k]))
 def _msix_cap():
-    st = _final("virtio-blk-pci,drive=d0,num-queues=4")
+    st = _final(_MSIX_SPEC)
     cap = next(c for c in st.caps if c.id == 0x11)
     return {"offset": cap.offset, "table_size": cap.get("table_size"), "table_bar": cap.get("table_bir"),
             "table_offset": cap.get("table_offset"), "pba_bar": cap.get("pba_bir"),
@@ -578,6 +659,15 @@ def _case_label(spec: str, machine: str, root_port: bool) -> str:
     return f"{spec} on {machine}{' behind a root port' if root_port else ''}"
 
 
+def _stale_list() -> bytes:
+    """virtio-net-pci's bytes with STATUS.CAP_LIST cleared and 0x34 left as it was: a pointer
+    the spec says means nothing (real hardware can leave one; Linux's __pci_bus_find_cap_start
+    checks the bit first)."""
+    cfg = bytearray(_final("virtio-net-pci").config[:256])
+    cfg[0x06] &= ~0x10
+    return bytes(cfg)
+
+
 def _pairs(v: Any) -> list[tuple[int, int]]:
     out = []
     for p in _as_list(v, "(offset, cap_id) pairs"):
@@ -590,18 +680,23 @@ def _pairs(v: Any) -> list[tuple[int, int]]:
 @_exercise("walk-caps", "03-capabilities",
            "Write walk(config) that takes 256 config bytes and returns the capability list as "
            "(offset, cap_id) pairs in list order. It is tested on five devices, including one with "
-           "no capabilities at all.",
+           "no capabilities at all, and on bytes whose STATUS says there is no list while 0x34 still "
+           "holds a stale pointer.",
            shape="your function, e.g. check('walk-caps', walk)",
            hint="Check STATUS bit 4 (0x10 in the byte at 0x06) first: without it there is no list. Then "
                 "start at config[0x34] and follow config[offset + 1] until it is 0.",
            why="This is what lspci and the Linux PCI core do: STATUS.CAP_LIST says a list exists, 0x34 "
                "holds the head, byte +1 of each capability the next pointer, 0 ends the list. Real "
                "walkers also mask the low two bits and stop after 48 hops in case the list loops.",
-           compare=lambda g, w: _cmp_function(
-               g, [(_case_label(*c), (bytes(_final(*c).config[:256]),), want) for c, want in w],
-               "a list of (offset, cap_id) pairs", _pairs))
+           compare=lambda g, w: _cmp_function(g, w, "a list of (offset, cap_id) pairs", _pairs))
 def _walk_caps_expected():
-    return [(c, [(cap.offset, cap.id) for cap in _final(*c).caps]) for c in _WALK_CASES]
+    cases = [(_case_label(*c), (bytes(_final(*c).config[:256]),), [(cap.offset, cap.id) for cap in _final(*c).caps])
+             for c in _WALK_CASES]
+    stale = _stale_list()
+    return cases + [(f"virtio-net-pci's bytes with STATUS bit 4 (CAP_LIST) cleared and 0x34 still "
+                     f"holding {_hex(stale[0x34])}", (stale,), [],
+                     "without STATUS.CAP_LIST the byte at 0x34 means nothing: check the bit before you "
+                     "follow the pointer")]
 
 
 def _walk_reference(config: bytes) -> list[tuple[int, int]]:
@@ -621,20 +716,103 @@ def _bars(spec: str, machine: str = "pc", root_port: bool = False) -> dict[int, 
     return {b.index: b for b in _final(spec, machine, root_port).facts.bars if b.index < 6}
 
 
+_KIND_WORDS = {"io": "I/O", "mem32": "32-bit memory", "mem64": "64-bit memory"}
+
+
+def _size_words(n: int) -> str:
+    return f"{n >> 10} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
+
+
+def _bar_sizes_why() -> str:
+    from ..pci.regs import VIRTIO_PCI_CONFIG_OFF
+    t = _trace("virtio-net-pci")
+    config_len = next(e.detail("config_len") for e in t.events if e.detail("config_len") is not None)
+    msix = any(c.id == 0x11 for c in t.final.caps)
+    header = VIRTIO_PCI_CONFIG_OFF(msix)
+    words = {"io": f"the legacy virtio header ({header} bytes while an MSI-X capability is present) plus "
+                   f"{config_len} bytes of net config, rounded up to a power of two",
+             "mem32": "the MSI-X table and PBA", "mem64": "the modern regions common, isr, device and notify"}
+    return " ".join(f"BAR{i}{f' (+BAR{i + 1})' if b.kind == 'mem64' else ''}: {words[b.kind]}, "
+                    f"{_size_words(b.size)}{', prefetchable' if b.kind == 'mem64' else ''}."
+                    for i, b in _bars("virtio-net-pci").items())
+
+
 @_exercise("bar-sizes", "04-bars",
            "Which BARs does virtio-net-pci on pc implement, and how big is each? (BAR index → size in "
            "bytes; leave out the ROM and the upper half of a 64-bit BAR.)",
            shape="a dict {index: size}, e.g. {0: 64}",
            hint="Size a BAR from its write mask: size = ~(wmask & ~type_bits) + 1 over 32 (or, for a "
                 "64-bit BAR, 64) bits; a BAR whose wmask is 0 is not implemented.",
-           why="BAR0: the legacy I/O header (24 bytes with MSI-X) plus 8 bytes of net config = 32. BAR1: "
-               "the MSI-X table and PBA, 4 KiB. BAR4 (+BAR5): the modern regions common/isr/device/notify, "
-               "0x1000 each = 16 KiB, 64-bit prefetchable.",
+           why=lambda: _bar_sizes_why(),
            compare=lambda g, w: _cmp_dict(
                g, w, "BAR sizes", lambda k, v: _dec(v, f"the size of BAR{k}"),
                where=lambda k: f"BAR{k} is at 0x{0x10 + 4 * k:02x}; size it from state.wmask there"))
 def _bar_sizes():
     return {i: _Dec(b.size) for i, b in _bars("virtio-net-pci").items()}
+
+
+def _bar_register(off: int, spec: str = "virtio-net-pci") -> tuple[str, Any]:
+    """('BAR1', its facts) for a BAR register, ('BAR5', the 64-bit BAR it is the upper half of)."""
+    bars = _bars(spec)
+    i = (off - 0x10) // 4
+    if i in bars:
+        return f"BAR{i}", bars[i]
+    prev = bars.get(i - 1)
+    return f"BAR{i}", prev if prev is not None and prev.kind == "mem64" else None
+
+
+def _bar_bit_fields(off: int, spec: str = "virtio-net-pci") -> tuple[tuple[str, int], ...]:
+    """A BAR register's fields as (name, bit mask): type bits below, address bits above."""
+    name, bar = _bar_register(off, spec)
+    if bar is not None and bar.index != (off - 0x10) // 4:
+        return ((f"address bits 63:32 (the upper half of BAR{bar.index})", 0xFFFFFFFF),)
+    if bar is not None and bar.kind == "io":
+        return (("bit 0, the I/O space indicator", 1), ("bit 1, reserved", 2), ("address bits 31:2", ~3 & 0xFFFFFFFF))
+    return (("bit 0, the memory space indicator", 1), ("bits 2:1, the memory type (00 32-bit, 10 64-bit)", 6),
+            ("bit 3, prefetchable", 8), ("address bits 31:4", ~0xF & 0xFFFFFFFF))
+
+
+def _cmp_readback(got, want):
+    g = _as_dict(got, "read-back values")
+    for k in want:
+        if k not in g:
+            return f"key {_hex(k)} is missing (expected keys: {', '.join(_hex(k) for k in want)})"
+    extra = [k for k in g if k not in want]
+    if extra:
+        return f"key {_show(extra[0])} should not be there (expected keys: {', '.join(_hex(k) for k in want)})"
+    for off, w in want.items():
+        v = _as_int(g[off], f"the value at {_hex(off)}")
+        if v == w:
+            continue
+        name, _ = _bar_register(off)
+        fields = [(field, (v ^ w) & mask) for field, mask in _bar_bit_fields(off) if (v ^ w) & mask]
+        why = []
+        if any(not f.startswith("address") for f, _ in fields):
+            why.append("type bits are read-only: they keep the value the plug gave them")
+        if any(f.startswith("address") for f, _ in fields):
+            why.append("address bits below the BAR's size are read-only 0, the ones above it writable")
+        named = "; ".join(f"{f} (its {_bit_ranges(d)})" if f.startswith("address") else f for f, d in fields)
+        return (f"the first wrong value is at {_hex(off)} ({name}): you gave {_hex(v)}, which differs in "
+                f"{named} — {' and '.join(why)}: look at state.wmask[{_hex(off)}:{_hex(off + 4)}] and the "
+                "config bytes there")
+    return None
+
+
+def _readback_why() -> str:
+    parts = []
+    for off, v in _sizing_readback().items():
+        name, bar = _bar_register(off)
+        if bar is None:
+            parts.append(f"{_hex(off)} ({name}): {v:#010x}, not implemented.")
+        elif bar.index != (off - 0x10) // 4:
+            parts.append(f"{_hex(off)} ({name}, the upper half of BAR{bar.index}): {v:#010x}, all address bits, "
+                         "so all writable.")
+        else:
+            low = 3 if bar.kind == "io" else 0xF
+            parts.append(f"{_hex(off)} ({name}, {_KIND_WORDS[bar.kind]}{', prefetchable' if v & 8 and bar.kind != 'io' else ''}, "
+                         f"{_size_words(bar.size)}): {v:#010x}, ~(size − 1) over the address bits and the "
+                         f"type bits {_hex(v & low)} kept.")
+    return " ".join(parts)
 
 
 _READBACK_REGS = (0x10, 0x14, 0x20, 0x24)
@@ -646,12 +824,8 @@ _READBACK_REGS = (0x10, 0x14, 0x20, 0x24)
            shape="a dict {0x10: 0x..., 0x14: 0x..., 0x20: 0x..., 0x24: 0x...}",
            hint="Each byte becomes (old & ~wmask) | (0xff & wmask): the writable address bits turn to 1, "
                 "the read-only type bits keep their value. ConfigAccess lets you try it.",
-           why="0x10 (BAR0, I/O, 32 B): 0xffffffe1, the low bit 1 says I/O. 0x14 (BAR1, 32-bit memory, "
-               "4 KiB): 0xfffff000. 0x20 (BAR4 low, 64-bit prefetchable, 16 KiB): 0xffffc00c — type bits "
-               "0xc. 0x24 (BAR5, its upper half): all ones.",
-           compare=lambda g, w: _cmp_dict(
-               g, w, "read-back values", lambda k, v: _as_int(v, f"the value at {_hex(k)}"),
-               where=lambda k: f"look at the 4 wmask bytes at {_hex(k)} and the config byte at {_hex(k)}"))
+           why=lambda: _readback_why(),
+           compare=_cmp_readback)
 def _sizing_readback():
     out = {}
     for off in _READBACK_REGS:
@@ -705,19 +879,55 @@ def _size_reference(lo: int, hi: int | None = None) -> int:
     return (~(lo & ~0xF) + 1) & 0xFFFFFFFF
 
 
+#: where SeaBIOS 1.16 starts its 64-bit window when the 32-bit one is full and the guest has no
+#: RAM above 4 GiB (pci_bios_map_devices: 4 GiB + RamSizeOver4G, aligned to 1 GiB)
+_HIGH_ADDRESS = 1 << 32
+_HIGH_BAR = 4
+
+
+@_exercise("bar-high", "04-bars",
+           f"Firmware places the 64-bit BAR{_HIGH_BAR} of virtio-net-pci at {_hex(_HIGH_ADDRESS)} (4 GiB: above "
+           f"what 32 bits can address): it writes the low 32 bits of the address to "
+           f"{_hex(0x10 + 4 * _HIGH_BAR)} and the high 32 bits to {_hex(0x14 + 4 * _HIGH_BAR)}. What do the "
+           "two registers read back? (offset → 32-bit value)",
+           shape=f'a dict {{{_hex(0x10 + 4 * _HIGH_BAR)}: 0x..., {_hex(0x14 + 4 * _HIGH_BAR)}: 0x...}}',
+           hint="Split the address: low = address & 0xffffffff, high = address >> 32. Then apply the write "
+                "rule to each register: the type bits of the low one are read-only.",
+           why=lambda: (f"The low register keeps its type bits ({_hex(_bar_high()[0x10 + 4 * _HIGH_BAR] & 0xF)}: "
+                        "64-bit, prefetchable) under address bits 31:4, all 0 here; the upper register holds "
+                        f"address bits 63:32, {_hex(_bar_high()[0x14 + 4 * _HIGH_BAR])}. A 32-bit BAR could not "
+                        "go there at all: that is why SeaBIOS moves only 64-bit BARs above 4 GiB."),
+           compare=_cmp_readback)
+def _bar_high():
+    acc = _access("virtio-net-pci")
+    off = 0x10 + 4 * _HIGH_BAR
+    acc.config_write(off, _HIGH_ADDRESS & 0xFFFFFFFF, 4)
+    acc.config_write(off + 4, _HIGH_ADDRESS >> 32, 4)
+    return {off: acc.config_read(off, 4), off + 4: acc.config_read(off + 4, 4)}
+
+
 @_exercise("bar-kinds", "04-bars",
            "For virtio-net-pci,modern-pio-notify=on: what kind is each implemented BAR? (BAR index → "
            '"io", "mem32" or "mem64")',
            shape='a dict {index: "io" | "mem32" | "mem64"}',
            hint="Bit 0 of a BAR register set means I/O; otherwise bits 2:1 say 32-bit (00) or 64-bit (10). "
                 "A BAR with wmask 0 is not implemented.",
-           why="modern-pio-notify=on adds BAR2, a 4-byte I/O BAR for notifications, next to BAR0 (legacy I/O), "
-               "BAR1 (MSI-X, mem32) and BAR4 (modern regions, mem64 — which also uses BAR5's register).",
+           why=lambda: (f"modern-pio-notify=on adds BAR{_PIO_BAR()}, an I/O BAR of {_size_words(_bars(_PIO_SPEC)[_PIO_BAR()].size)} "
+                        "for notifications (a second notify capability points into it), next to "
+                        + ", ".join(f"BAR{i} ({b.kind})" for i, b in _bars(_PIO_SPEC).items() if i != _PIO_BAR())
+                        + "; the 64-bit one also uses the next register."),
            compare=lambda g, w: _cmp_dict(
                g, w, "BAR kinds", lambda k, v: str(v).strip().lower(),
                where=lambda k: f"read the low bits of the BAR register at 0x{0x10 + 4 * k:02x}"))
 def _bar_kinds():
-    return {i: b.kind for i, b in _bars("virtio-net-pci,modern-pio-notify=on").items()}
+    return {i: b.kind for i, b in _bars(_PIO_SPEC).items()}
+
+
+_PIO_SPEC = "virtio-net-pci,modern-pio-notify=on"
+
+
+def _PIO_BAR() -> int:  # noqa: N802 - the BAR the option adds
+    return next(i for i in _bars(_PIO_SPEC) if i not in _bars("virtio-net-pci"))
 
 
 # ---- 05-virtio-primer ---------------------------------------------------------
@@ -804,9 +1014,7 @@ _ID_SPECS = ("virtio-net-pci", "virtio-net-pci,disable-legacy=on", "virtio-blk-p
            shape='a dict {"virtio-net-pci": 0x..., ...} with the four specs as keys',
            hint="Transitional devices keep the class's id 0x1000 + n; modern-only ones get 0x1040 + the "
                 "virtio device id (python -m virtio_lab devices lists the ids). GPU is modern-only.",
-           why="virtio-net-pci is transitional by default on pc: 0x1000. disable-legacy=on or a "
-               "-non-transitional type makes it modern-only: 0x1040 + 1 = 0x1041, blk 0x1040 + 2 = 0x1042. "
-               "virtio-gpu-pci has no legacy mode at all: 0x1040 + 16 = 0x1050.",
+           why=lambda: _device_ids_why(),
            compare=lambda g, w: _cmp_dict(
                g, w, "device ids", lambda k, v: _as_int(v, f"the id for {k!r}"),
                where=lambda k: f"plug {k!r} and read the 2 bytes at 0x02"))
@@ -814,12 +1022,30 @@ def _device_ids():
     return {s: _le(_final(s).config, 2, 2) for s in _ID_SPECS}
 
 
+def _device_ids_why() -> str:
+    ids = _device_ids()
+    t = ids[_ID_SPECS[0]]
+    modern = [f"{s.split(',')[0]}: {_hex(ids[s] - _virtio_id(s))} + {_virtio_id(s)} = {_hex(ids[s])}"
+              for s in _ID_SPECS[1:]]
+    return (f"virtio-net-pci is transitional by default on pc and keeps its class's id {_hex(t)} "
+            "(transitional ids are 0x1000 + a number of their own, not the virtio id). disable-legacy=on or "
+            "a -non-transitional type makes a device modern-only, and virtio-gpu-pci has no legacy mode at "
+            "all: modern ids are 0x1040 + the virtio device id (" + "; ".join(modern) + ").")
+
+
 _NOTIFY_SPECS = ("virtio-net-pci", "virtio-net-pci,page-per-vq=on")
+
+
+_NOTIFY_Q = 2
+
+
+def _notify_cap(spec: str):
+    return next(c for c in _final(spec).caps if c.id == 0x09 and c.get("cfg_type") == 2)
 
 
 def _notify_addr(spec: str, queue: int) -> int:
     from ..text.dump import dump
-    cap = next(c for c in _final(spec).caps if c.id == 0x09 and c.get("cfg_type") == 2)
+    cap = _notify_cap(spec)
     notify_off = dump(_trace(spec))["common_cfg"]["queues"][queue]["notify_off"]
     return cap.get("cap_offset") + notify_off * cap.get("notify_off_multiplier")
 
@@ -830,14 +1056,17 @@ def _notify_addr(spec: str, queue: int) -> int:
            shape='a dict {"virtio-net-pci": 0x..., "virtio-net-pci,page-per-vq=on": 0x...}',
            hint="offset = cap.offset + queue_notify_off × notify_off_multiplier, from the notify capability "
                 "(cfg_type 2); QEMU reports queue_notify_off = the queue's index.",
-           why="The notify capability says offset 0x3000 and multiplier 4 by default, so queue 2 is at "
-               "0x3000 + 2×4 = 0x3008. page-per-vq=on gives each queue its own 4 KiB page: multiplier "
-               "0x1000, so 0x3000 + 2×0x1000 = 0x5000.",
+           why=lambda: " ".join(
+               f"{s}: the notify capability says offset {_hex(_notify_cap(s).get('cap_offset'))} and multiplier "
+               f"{_hex(_notify_cap(s).get('notify_off_multiplier'))}, so queue {_NOTIFY_Q} is at "
+               f"{_hex(_notify_cap(s).get('cap_offset'))} + {_NOTIFY_Q} × "
+               f"{_hex(_notify_cap(s).get('notify_off_multiplier'))} = {_hex(_notify_addr(s, _NOTIFY_Q))}."
+               for s in _NOTIFY_SPECS) + " page-per-vq=on gives each queue a page of its own (notebook 15 says why).",
            compare=lambda g, w: _cmp_dict(
                g, w, "notify offsets", lambda k, v: _as_int(v, f"the offset for {k!r}"),
                where=lambda k: f"read the notify capability of {k!r}: its offset at +8 and multiplier at +16"))
 def _notify_address():
-    return {s: _notify_addr(s, 2) for s in _NOTIFY_SPECS}
+    return {s: _notify_addr(s, _NOTIFY_Q) for s in _NOTIFY_SPECS}
 
 
 _REFUSAL_SPECS = ("virtio-net-pci,disable-legacy=on,disable-modern=on", "virtio-net-pci,disable-modern=on",
@@ -887,8 +1116,9 @@ def _refused_specs():
            shape="a list of step numbers, e.g. [3, 7]",
            hint="event.changed() is the set of config offsets a step changed: test 0x34 in it for every "
                 "event, or watch the hex grid's outline on byte 0x34 while stepping.",
-           why="Every pci_add_capability makes its capability the new head, so 0x34 changes once per "
-               "capability: common, isr, device, notify, pci-cfg, MSI-X — six steps.",
+           why=lambda: ("Every pci_add_capability makes its capability the new head, so 0x34 changes once "
+                        "per capability: " + ", ".join(c.name for c in reversed(list(_final("virtio-net-pci").caps)))
+                        + f" — {len(_cap_ptr_writers())} steps."),
            compare=lambda g, w: _cmp_list(
                g, w, "step numbers", lambda v: _dec(v, "each step"),
                where=lambda i: f"it is the {_ordinal(i + 1)} call of pci_add_capability"))
@@ -1010,9 +1240,10 @@ def _cmp_ext(got, want):
            shape="a list of triples, e.g. [(0x100, 0x.., ..), ...]",
            hint="Start at 0x100. Each header is one 32-bit little-endian word: id = bits 15:0, version = "
                 "bits 19:16, next = bits 31:20 (0 ends the list).",
-           why="QEMU appends extended capabilities (pcie_add_capability links the new one after the last), "
-               "unlike the standard list, which grows at its head: AER (id 1) first at 0x100, ATS (id 0xf) "
-               "after its 0x48 bytes.",
+           why=lambda: ("QEMU appends extended capabilities (pcie_add_capability links the new one after the "
+                        "last), unlike the standard list, which grows at its head: "
+                        + ", then ".join(f"id {_hex(i)} (version {v}) at {_hex(o)}" for o, i, v in _ext_cap_walk())
+                        + f", in the order virtio_pci_realize adds them ({_EXT_SPEC[0].split(',', 1)[1]})."),
            compare=_cmp_ext)
 def _ext_cap_walk():
     return [(c.offset, c.id, c.version) for c in _final(*_EXT_SPEC).ext_caps]
@@ -1064,7 +1295,10 @@ _GUEST_SPECS = ("virtio-net-pci", "virtio-blk-pci,drive=d0", "virtio-net-pci,pag
 
 
 def _size_bars_reference(access) -> dict[int, int]:
-    """Reference: size each BAR like firmware — save, write all ones, read back, restore."""
+    """Reference: size each BAR as Linux's __pci_read_base does — decoding off, save, write all
+    ones, read back, restore, decoding back on."""
+    command = access.config_read(0x04, 2)
+    access.config_write(0x04, command & ~0x3, 2)   # IO and MEMORY decode off while BARs hold all ones
     sizes, i = {}, 0
     while i < 6:
         off = 0x10 + 4 * i
@@ -1082,6 +1316,7 @@ def _size_bars_reference(access) -> dict[int, int]:
         if lo & ~0xF or (lo & 1 and lo & ~0x3) or hi:
             sizes[i] = _size_reference(lo, hi)
         i += 2 if is64 else 1
+    access.config_write(0x04, command, 2)
     return sizes
 
 
@@ -1090,22 +1325,141 @@ def _sizes(v: Any) -> dict[int, int]:
     return {_as_int(k, "a BAR index"): _dec(s, "a size") for k, s in d.items()}
 
 
+class _Watched:
+    """A ConfigAccess that notes each all-ones BAR write made while the device decodes."""
+
+    def __init__(self, access):
+        self._access = access
+        self.ones_while_decoding: list[tuple[int, int]] = []
+
+    def config_read(self, addr, size=4):
+        return self._access.config_read(addr, size)
+
+    def config_write(self, addr, value, size=4):
+        if (isinstance(addr, int) and isinstance(size, int) and 0x10 <= addr < 0x28
+                and value == (1 << 8 * size) - 1):
+            command = self._access.config_read(0x04, 2)
+            if command & 0x3:
+                self.ones_while_decoding.append((addr, command))
+        self._access.config_write(addr, value, size)
+
+    def __getattr__(self, name):
+        return getattr(self._access, name)
+
+
+def _placed_high():
+    """virtio-net-pci as SeaBIOS left it (BARs placed, decoding on), its 64-bit BAR moved to 4 GiB."""
+    from ..guest.probe import probe
+    from ..pci.access import ConfigAccess
+    r = probe(_trace("virtio-net-pci"))
+    acc = ConfigAccess(r.trace.state_at(r.trace.index_of("pci_scan_device") - 1))
+    off = 0x10 + 4 * _HIGH_BAR
+    acc.config_write(off, _HIGH_ADDRESS & 0xFFFFFFFF, 4)
+    acc.config_write(off + 4, _HIGH_ADDRESS >> 32, 4)
+    return (f"virtio-net-pci as firmware left it (COMMAND {acc.config_read(0x04, 2):#06x}: decoding on), "
+            f"BAR{_HIGH_BAR} at {_hex(_HIGH_ADDRESS)}"), acc
+
+
+def _header_field_at(off: int) -> str:
+    from ..pci.layout import HEADER
+    return next(f.name for f in HEADER if f.offset <= off < f.offset + f.width)
+
+
+def _cmp_size_all_bars(fn, cases):
+    if not callable(fn):
+        raise _Bad(f"pass your function itself (its name, without calling it), not {_type_name(fn)}")
+    for label, make, want in cases:
+        access = _Watched(make())
+        before = bytes(access.config[:0x40])
+        try:
+            got = fn(access)
+        except Exception as err:  # the learner's code: report it in one line
+            return (f"on {label} your function raised {type(err).__name__}: {err}".rstrip(": ")
+                    + " — it should return a dict {BAR index: size}")
+        try:
+            got = _sizes(got)
+        except _Bad as bad:
+            return f"on {label}: {bad}"
+        if got != want:
+            return f"on {label} your function returned {_show(got)}, which is not right"
+        if access.ones_while_decoding:
+            addr, command = access.ones_while_decoding[0]
+            on = " and ".join(n for b, n in ((1, "I/O"), (2, "memory")) if command & b)
+            return (f"on {label}: the sizes are right, but your function wrote all ones to "
+                    f"{_header_field_at(addr)} ({_hex(addr)}) while COMMAND ({command:#06x}) had {on} decoding "
+                    "on: for that moment the device answers at the all-ones address, on top of whatever lives "
+                    "there. Clear IO and MEMORY (bits 1:0) in COMMAND first and restore COMMAND afterwards")
+        after = bytes(access.config[:0x40])
+        changed = [i for i in range(0x40) if before[i] != after[i]]
+        if changed:
+            off = changed[0] & ~3 if changed[0] >= 0x10 else changed[0] & ~1
+            width = 4 if off >= 0x10 else 2
+            return (f"on {label}: the sizes are right, but your function left {_header_field_at(off)} "
+                    f"({_hex(off)}) at {_le(after, off, width):#0{2 + 2 * width}x}; it was "
+                    f"{_le(before, off, width):#0{2 + 2 * width}x} — read each register before you write "
+                    "all ones to it, and write that value back")
+    return None
+
+
 @_exercise("size-all-bars", "10-firmware",
            "Write size_bars(access) that sizes every BAR of a device through a ConfigAccess the way "
-           "firmware does (save, write all ones, read back, restore) and returns {BAR index: size}. "
-           "Remember that a 64-bit BAR uses two registers.",
+           "Linux's PCI core does (__pci_read_base): switch I/O and memory decoding off in COMMAND, save "
+           "the BAR, write all ones, read it back, restore it, switch decoding back on; return {BAR index: "
+           "size}. A 64-bit BAR uses two registers. It is tested on freshly plugged devices and on one "
+           "that firmware has already placed, with its 64-bit BAR above 4 GiB.",
            shape="your function, e.g. check('size-all-bars', size_bars)",
-           hint="Walk i = 0..5; a BAR whose read-back is 0 is not implemented; if bits 2:1 of a memory "
-                "BAR are 10 it is 64-bit: size it with the next register as the upper half and skip that one.",
-           why="That is the loop SeaBIOS and Linux run before assigning addresses: the read-back carries "
-               "the size (~(size-1)) and the type, and skipping the upper half of a 64-bit BAR keeps BAR5 "
-               "from looking like a BAR of its own.",
-           compare=lambda g, w: _cmp_function(
-               g, [(f"{s} (a fresh ConfigAccess)", (_access(s),), want) for s, want in w],
-               "a dict {BAR index: size}", _sizes))
+           hint="Save COMMAND and write it back with bits 1:0 cleared. Walk i = 0..5; a BAR whose read-back "
+                "is 0 is not implemented; if bits 2:1 of a memory BAR are 10 it is 64-bit: size it with the "
+                "next register as the upper half (save and restore that one too) and skip it. Restore COMMAND "
+                "at the end.",
+           why="That is the loop SeaBIOS and Linux run before assigning addresses: the read-back carries the "
+               "size (~(size-1)) and the type, skipping the upper half of a 64-bit BAR keeps it from looking "
+               "like a BAR of its own, and restoring every register leaves the device where firmware put it. "
+               "Linux turns decoding off because a BAR holding all ones is, for that moment, a live window at "
+               "the top of the address space; at boot SeaBIOS finds COMMAND still 0.",
+           compare=_cmp_size_all_bars)
 def _size_all_bars():
-    return [(s, {i: _Dec(b.size) for i, b in _bars(s).items()}) for s in _GUEST_SPECS]
+    cases = [(f"{s} (a fresh ConfigAccess)", (lambda s=s: _access(s)), {i: _Dec(b.size) for i, b in _bars(s).items()})
+             for s in _GUEST_SPECS]
+    label, _ = _placed_high()
+    return cases + [(label, lambda: _placed_high()[1],
+                     {i: _Dec(b.size) for i, b in _bars("virtio-net-pci").items()})]
 
+
+_IRQ_SPECS = ("virtio-net-pci", "virtio-net-pci,addr=4", "virtio-net-pci,addr=5")
+
+
+def _irq_line(spec: str) -> int:
+    from ..guest.probe import probe
+    return probe(_trace(spec)).config[0x3C]
+
+
+def _slot(spec: str) -> int:
+    return _trace(spec).machine.slot_devfn >> 3
+
+
+@_exercise("interrupt-line", "10-firmware",
+           "SeaBIOS writes each function's Interrupt Line (0x3c): the IRQ its INTx pin reaches. Which IRQ "
+           "does it give virtio-net-pci on pc in slot 3 (the default, 00:03.0), in slot 4 (addr=4) and in "
+           "slot 5 (addr=5)?",
+           shape='a dict {"virtio-net-pci": .., "virtio-net-pci,addr=4": .., "virtio-net-pci,addr=5": ..}',
+           hint="The device uses pin INTA# (Interrupt Pin 1). The board wires each slot's pins to the four "
+                "interrupt links LNKA-LNKD rotated by the slot number: PIIX's rule (SeaBIOS's "
+                "piix_pci_slot_get_irq) takes link (pin - 1 + slot - 1) & 3, and SeaBIOS routes link n to "
+                "pci_irqs[n] (the table is virtio_lab.guest.firmware.PCI_IRQS).",
+           why=lambda: ("The links rotate with the slot so that single-function devices in neighbouring slots, "
+                        "all on INTA#, spread over the four links (and so over the IRQs): "
+                        + "; ".join(f"slot {_slot(s)}: link LNK{'ABCD'[(_slot(s) - 1) & 3]}, IRQ {_irq_line(s)}"
+                                    for s in _IRQ_SPECS)
+                        + ". Linux reads the line (or asks ACPI) when it uses INTx."),
+           compare=lambda g, w: _cmp_dict(
+               g, w, "IRQ numbers", lambda k, v: _dec(v, f"the IRQ for {k!r}"),
+               where=lambda k: f"{k!r} is in slot {_slot(k)}: work out which link its INTA# reaches"))
+def _interrupt_line():
+    return {s: _Dec(_irq_line(s)) for s in _IRQ_SPECS}
+
+
+# ---- 11-linux-driver ------------------------------------------------------------
 
 _LINUX_TYPES = {"common": 1, "notify": 2, "isr": 3, "device": 4}
 
@@ -1122,7 +1476,7 @@ def _linux_pick(state) -> dict[str, int]:
     return out
 
 
-@_exercise("linux-cap-pick", "10-firmware",
+@_exercise("linux-cap-pick", "11-linux-driver",
            "The Linux modern driver looks for its four structures by walking the vendor capabilities in "
            "list order. For virtio-net-pci on q35 behind a root port, at which config offset does it find "
            "common, isr, notify and device?",
@@ -1130,14 +1484,22 @@ def _linux_pick(state) -> dict[str, int]:
            hint="Vendor capabilities have ID 0x09; cfg_type is their byte +3 (1 common, 2 notify, 3 isr, "
                 "4 device). Behind a root port the PCI Express and PM capabilities come first, so nothing "
                 "sits where it does on pc.",
-           why="The PCIe capability takes 0x40–0x7b and PM 0x7c–0x83, so the virtio caps start at 0x84: "
-               "common 0x84, isr 0x94, device 0xa4, notify 0xb4. Linux takes the first match of each "
-               "cfg_type whose BAR is below 6 and implemented.",
+           why=lambda: _linux_cap_pick_why(),
            compare=lambda g, w: _cmp_dict(
                g, w, "offsets", lambda k, v: _as_int(v, f"the offset for {k!r}"),
                where=lambda k: f"find the vendor capability (ID 0x09) whose byte +3 is {_LINUX_TYPES[k]}"))
 def _linux_cap_pick():
     return _linux_pick(_final("virtio-net-pci", "q35", True))
+
+
+def _linux_cap_pick_why() -> str:
+    st = _final("virtio-net-pci", "q35", True)
+    first = [c for c in st.caps if c.id != 0x09]
+    return ("Behind the root port " + " and ".join(f"the {c.name} capability sits at {_hex(c.offset)}"
+                                                   for c in reversed(first) if c.id in (0x10, 0x01))
+            + ", taken before any virtio capability was added, so every virtio capability moved up: "
+            + ", ".join(f"{k} {_hex(v)}" for k, v in _linux_cap_pick().items())
+            + ". Linux takes the first match of each cfg_type whose BAR is below 6 and implemented.")
 
 
 _PROBE_SPECS = ("virtio-net-pci", "virtio-net-pci,disable-modern=on", "virtio-net-pci,disable-legacy=on")
@@ -1151,7 +1513,7 @@ def _which_probe(spec: str) -> str:
     return "legacy" if 0x1000 <= did <= 0x103F and rev == 0 else "none"
 
 
-@_exercise("driver-mode", "10-firmware",
+@_exercise("driver-mode", "11-linux-driver",
            "Linux tries its modern probe first and falls back to the legacy one. Which one binds each of: "
            + ", ".join(_PROBE_SPECS) + '? (spec → "modern" or "legacy")',
            shape='a dict {"virtio-net-pci": "modern" | "legacy", ...}',
@@ -1189,14 +1551,21 @@ def _field_names_differing(a: bytes, b: bytes) -> set[str]:
            shape='a set of field names, e.g. {"device_id"}',
            hint="virtio_lab.diff(a, b) lists the config bytes that differ with the field each belongs to; "
                 "or compare the two hex grids byte by byte.",
-           why="Dropping legacy changes the identity (device id 0x1000 → 0x1041, revision 0 → 1, "
-               "subsystem id 1 → 0x1100) and removes the legacy I/O BAR0. Capabilities, BAR1/BAR4 and "
-               "MSI-X stay exactly the same.",
+           why=lambda: _legacy_diff_why(),
            compare=lambda g, w: _cmp_set(g, w, "field names", lambda v: str(v).strip().lower(),
                                          lambda n: "its bytes differ between the two devices",
                                          lambda n: "its bytes are identical in both devices"))
 def _legacy_diff():
     return _field_names_differing(bytes(_final(_DIFF_A).config[:256]), bytes(_final(_DIFF_B).config[:256]))
+
+
+def _legacy_diff_why() -> str:
+    from ..pci.layout import HEADER
+    a, b = _final(_DIFF_A).config, _final(_DIFF_B).config
+    changes = [f"{f.name} {_hex(_le(a, f.offset, f.width))} → {_hex(_le(b, f.offset, f.width))}"
+               for f in HEADER if f.name in _legacy_diff()]
+    return ("Dropping legacy changes the identity and removes the legacy I/O BAR: " + ", ".join(changes)
+            + ". The capabilities, the other BARs and MSI-X stay exactly the same.")
 
 
 _MYSTERY = ("virtio-blk-pci,drive=d0,num-queues=4", "q35", True)
@@ -1220,9 +1589,12 @@ def _mystery_value(key: Any, value: Any) -> Any:
            shape='a dict {"virtio_id": .., "transitional": .., "msix_vectors": .., "pcie": ..}',
            hint="Line '00:' holds vendor, device, command, status, revision; walk the capabilities from the "
                 "byte at 0x34 as in notebook 03.",
-           why="Device id 0x1042 with revision 1: a modern-only block device (virtio id 2). MSI-X Message "
-               "Control says 5 vectors (num-queues=4 plus config). The PCI Express capability means it sits "
-               "behind a PCIe root port — where disable-legacy=auto turns legacy off.",
+           why=lambda: (f"Device id {_hex(_le(_final(*_MYSTERY).config, 2, 2))} with revision "
+                        f"{_final(*_MYSTERY).config[8]}: a modern-only block device (virtio id "
+                        f"{_mystery_lspci()['virtio_id']}). MSI-X Message Control says "
+                        f"{_mystery_lspci()['msix_vectors']} vectors (one a queue plus one for configuration "
+                        "changes). The PCI Express capability means it sits behind a PCIe root port — where "
+                        "disable-legacy=auto turns legacy off."),
            compare=lambda g, w: _cmp_dict(g, w, "answers", _mystery_value, where=lambda k: _MYSTERY_KEYS[k]))
 def _mystery_lspci():
     st = _final(*_MYSTERY)
@@ -1288,9 +1660,11 @@ def _cmp_kick(got, want):
            shape="an address, e.g. 0xfebf0000",
            hint="Three parts: where firmware put BAR4 (result.device.bar_address(4)), the notify "
                 "capability's offset in the BAR, and queue_notify_off × notify_off_multiplier.",
-           why="vp_modern_probe maps the notify capability's window of BAR4; for each queue it reads "
-               "queue_notify_off and adds it × notify_off_multiplier. QEMU chose the offset (0x3000) and "
-               "the multiplier (4) in virtio_pci_realize and advertised both in the capability.",
+           why=lambda: ("vp_modern_probe maps the notify capability's window of BAR4; for each queue it reads "
+                        "queue_notify_off and adds it × notify_off_multiplier. QEMU chose the offset "
+                        f"({_hex(_notify_cap('virtio-net-pci').get('cap_offset'))}) and the multiplier "
+                        f"({_notify_cap('virtio-net-pci').get('notify_off_multiplier')}) in virtio_pci_realize and "
+                        "advertised both in the capability; firmware chose BAR4's address."),
            compare=_cmp_kick)
 def _kick_address():
     return sum(_kick_parts("virtio-net-pci", _KICK_Q).values())
@@ -1312,9 +1686,11 @@ def _queue_for(spec: str, rel: int) -> int:
            shape='a dict {"default, bar4+0x3008": .., "page-per-vq=on, bar4+0x5000": ..}',
            hint="Subtract the notify region's start in BAR4, then divide by the multiplier "
                 "(virtio_pci_queue_mem_mult: 4, or 0x1000 with page-per-vq). The value written does not matter.",
-           why="virtio_pci_notify_write computes queue = addr / virtio_pci_queue_mem_mult(proxy) and calls "
-               "virtio_queue_notify(vdev, queue): the address says which queue, so each queue needs its own "
-               "notify address — 4 bytes apart by default, a whole page apart with page-per-vq.",
+           why=lambda: ("virtio_pci_notify_write computes queue = addr / virtio_pci_queue_mem_mult(proxy) and "
+                        "calls virtio_queue_notify(vdev, queue): the address says which queue, so each queue needs "
+                        f"its own notify address — {_notify_cap('virtio-net-pci').get('notify_off_multiplier')} "
+                        f"bytes apart by default, {_hex(_notify_cap('virtio-net-pci,page-per-vq=on').get('notify_off_multiplier'))} "
+                        "(a page) apart with page-per-vq."),
            compare=lambda g, w: _cmp_dict(g, w, "queue numbers", lambda k, v: _as_int(v, f"the queue for {k!r}"),
                                           where=lambda k: "(offset − notify offset) ÷ notify_off_multiplier"))
 def _notify_queue():
@@ -1350,7 +1726,7 @@ def check(name: str, answer: Any = ...) -> Feedback:
         return Feedback(ex.name, False, f"could not check that answer ({type(err).__name__}: {err}). "
                                         f"Answer with {ex.shape}.")
     if diff is None:
-        return Feedback(ex.name, True, "correct. " + ex.why)
+        return Feedback(ex.name, True, "correct. " + ex.why())
     return Feedback(ex.name, False, f"not yet: {diff}. Hint: {ex.hint}")
 
 
@@ -1369,7 +1745,7 @@ def solution(name: str) -> _Text:
                   f"check('{ex.name}', {_PUBLIC_NAMES[ref.__name__]}) passes.")
     else:
         answer = _show(ex.expected())
-    return _Text(f"Solution to {ex.name}: {answer}\nWhy: {ex.why}")
+    return _Text(f"Solution to {ex.name}: {answer}\nWhy: {ex.why()}")
 
 
 def hint(name: str) -> _Text:
