@@ -43,13 +43,15 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "06-virtio-pci": [("bars", QEMU.format("pc__virtio-net-pci")),
                       ("hex", QEMU.format("pc__virtio-net-pci__disable-modern-on"))],
     "07-plug-timeline": [("hex", None), ("chain", None), ("bars", None)],      # StepView mid-plug
-    # the plug + the firmware's writes by hand = the real VM before any driver loaded; probe's
-    # replay at virtio_device_ready = the real VM after Linux's virtio_net driver
     "08-interrupts": [("hex", "guest/pc__virtio-net-pci.json#config")],   # probe at virtio_device_ready
     "09-pcie": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
+    # the plug + the firmware's writes by hand, and probe's replay where SeaBIOS hands over = the real VM
+    # before any driver loaded
     "10-firmware": [("hex", "guest/pc__virtio-net-pci.json#config_before_drivers"),
-                      ("hex", "guest/pc__virtio-net-pci.json#config"),
-                      ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],
+                    ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],
+    # probe's replay at virtio_device_ready = the real VM after Linux's virtio_net driver
+    "11-linux-driver": [("hex", "guest/pc__virtio-net-pci.json#config"),
+                        ("chain", QEMU.format("pc__virtio-net-pci")), ("bars", QEMU.format("pc__virtio-net-pci"))],
     "14-what-if-and-real-machines": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
     "15-why-bar4-0x3000": [("bars", QEMU.format("pc__virtio-net-pci"))],
 }

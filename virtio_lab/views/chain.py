@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..course.glossary import tip as glossary_tip
 from ..pci import regs
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
 from ._common import PALETTE, esc, newest_cap, resolve, style_tag
@@ -68,7 +69,8 @@ def chain_html(source: Any, step: int | None = None, *, select: Any = None, css:
     ptr = config[regs.PCI_CAPABILITY_LIST]
     status_cap = bool(config[regs.PCI_STATUS] & regs.PCI_STATUS_CAP_LIST)
     w_ptr = regs.PCI_CAPABILITY_LIST in written
-    out.append(f'<div class="vl-node{" vl-w" if w_ptr else ""}" data-ptr="1"><b>0x34 capabilities pointer</b>'
+    out.append(f'<div class="vl-node{" vl-w" if w_ptr else ""}" data-ptr="1" '
+               f'title="{esc(glossary_tip("header", "capabilities_ptr"), quote=True)}"><b>0x34 capabilities pointer</b>'
                f' = <code>0x{ptr:02x}</code><br><span class="vl-kind">STATUS.CAP_LIST '
                f'{"set" if status_cap else "clear"}</span></div>')
     if not walk.caps and not walk.problems:
@@ -84,7 +86,8 @@ def chain_html(source: Any, step: int | None = None, *, select: Any = None, css:
             cls.append("vl-sel")
         badge = '<span class="vl-badge">NEW</span>' if cap.offset == newest else ""
         out.append(f'<div class="{" ".join(cls)}" style="background-color:{_tint(cap.name)}" '
-                   f'data-off="{cap.offset}" data-id="{cap.id}" title="{esc(cap.name, quote=True)}">'
+                   f'data-off="{cap.offset}" data-id="{cap.id}" '
+                   f'title="{esc(cap.name + chr(10) + glossary_tip(cap.name + " cap", "cap_id"), quote=True)}">'
                    f'<b>0x{cap.offset:02x} {esc(cap.name)}</b> <span class="vl-kind">id 0x{cap.id:02x}'
                    f'</span>{badge}<table>{_fields_rows(cap)}</table>'
                    f'<span class="vl-kind">next = 0x{cap.next:02x}</span></div>')

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from ..errors import VirtioLabError
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
+from ..course.glossary import tip as glossary_tip
 from ..pci.layout import Label
 from ._common import PALETTE, esc, labels_for, resolve, structure_family, style_tag
 
@@ -78,6 +79,9 @@ def _field_tip(config: bytes, lab) -> str:
              f"field 0x{lab.start:02x}, width {width} · value 0x{val:0{2 * width}x} ({val})"]
     if lab.meaning:
         lines.append(lab.meaning)
+    term = glossary_tip(lab.structure, lab.field)
+    if term:
+        lines.append(term)
     return "\n".join(lines)
 
 
