@@ -1660,8 +1660,9 @@ def _cmp_kick(got, want):
            shape="an address, e.g. 0xfebf0000",
            hint="Three parts: where firmware put BAR4 (result.device.bar_address(4)), the notify "
                 "capability's offset in the BAR, and queue_notify_off × notify_off_multiplier.",
-           why=lambda: ("vp_modern_probe maps the notify capability's window of BAR4; for each queue it reads "
-                        "queue_notify_off and adds it × notify_off_multiplier. QEMU chose the offset "
+           why=lambda: ("vp_modern_probe maps the notify capability's window of BAR4 and reads its multiplier; "
+                        "for each queue vp_modern_map_vq_notify reads queue_notify_off and adds it × "
+                        "notify_off_multiplier. QEMU chose the offset "
                         f"({_hex(_notify_cap('virtio-net-pci').get('cap_offset'))}) and the multiplier "
                         f"({_notify_cap('virtio-net-pci').get('notify_off_multiplier')}) in virtio_pci_realize and "
                         "advertised both in the capability; firmware chose BAR4's address."),
