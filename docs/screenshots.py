@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from virtio_lab.plug import plug  # noqa: E402
+from virtio_lab import plug  # noqa: E402
 from virtio_lab.views.report import report_html  # noqa: E402
 from virtio_lab.views import bar_map_html, chain_html, hex_grid_html  # noqa: E402
 
