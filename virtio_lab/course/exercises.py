@@ -402,8 +402,9 @@ def _plug_order():
            shape="a step number (an int)",
            hint="Capabilities are added by pci_add_capability: find the first event with that function "
                 "(trace.index_of does it), or step through the explorer until the chain view grows.",
-           why="Nothing before virtio_pci_device_plugged touches the capability list: the header, the "
-               "masks and the virtio bus come first; the common capability is the first one added.",
+           why="On pc nothing before virtio_pci_device_plugged touches the capability list: the header, the "
+               "masks and the virtio bus come first, and the common capability is the first one added "
+               "(behind a PCIe root port virtio_pci_realize adds PCI Express and PM first: notebook 09).",
            compare=lambda g, w: _cmp_int(g, w, "the step"))
 def _first_cap_step():
     return _Dec(_trace("virtio-net-pci").index_of("pci_add_capability"))
