@@ -22,6 +22,10 @@ help:
 	@echo "make bench      run the benchmarks and print the budget table"
 	@echo "make fidelity   compare the emulation with every real-QEMU case in tests/data"
 	@echo "make binder-check  build Binder's environment from binder/ alone and run the notebooks in it"
+	@echo "make lite       build the JupyterLite site into _site/ (the course in the browser, no server)"
+	@echo "make lite-test  run every notebook of _site/ in Chromium, offline (builds it first)"
+	@echo "make lite-serve serve _site/ on http://127.0.0.1:8000/ (open lab/index.html)"
+	@echo "make bench-browser  kernel start and widget step latency in Chromium (JupyterLite and JupyterLab)"
 	@echo "make guest-kit  build the real Linux guest used by crosscheck --guest"
 	@echo "make qemu-kit   fetch Debian's QEMU 5.2 and 10.0 (unpacked, not installed) for crosscheck --qemu"
 	@echo "make qemu-facts re-capture each release's -device TYPE,help, -machine help and refusals"
@@ -91,6 +95,41 @@ binder-check:
 	cd notebooks && $(BINDER_VENV)/bin/python -m pytest -q -p no:cacheprovider -o addopts= --nbval-lax \
 	  --nbval-current-env --nbval-sanitize-with ../tests/nbval_sanitize.cfg [0-9][0-9]-*.ipynb
 
+# The JupyterLite site: the course running in the browser (Pyodide), static files, no server.
+# Its own venv: `jupyter lite build` bundles the front-end extensions of the env it runs in, and
+# the [lite] pins (lite/constraints.txt freezes the rest) must not meet the [lab] ones. Pyodide's
+# core files come from npm (lite/package-lock.json). lite/build.py builds from scratch every time
+# (an incremental build was seen to drop the local pyodideUrl) and verifies the result.
+SITE        ?= _site
+LITE_VENV   := .venv-lite
+LITE_STAMP  := $(LITE_VENV)/.installed-lite
+NPM_STAMP   := lite/node_modules/.package-lock.json
+LITE_ARGS   ?=
+LITE_TEST_ARGS ?=
+
+$(LITE_STAMP): pyproject.toml lite/constraints.txt
+	$(PYTHON) -m venv $(LITE_VENV)
+	$(LITE_VENV)/bin/python -m pip install --quiet -c lite/constraints.txt -e '.[lite]'
+	@touch $@
+
+$(NPM_STAMP): lite/package.json lite/package-lock.json
+	cd lite && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
+lite: $(LITE_STAMP) $(NPM_STAMP)
+	$(LITE_VENV)/bin/python lite/build.py --out $(SITE) $(LITE_ARGS)
+
+# Chromium, every host but 127.0.0.1 unreachable: every notebook and the app, Run All, then the
+# checked outputs against the committed ones and a ▶ on every explorer (tests/lite/run_lite.py).
+lite-test: lite $(TEST_STAMP)
+	$(BIN)/python tests/lite/run_lite.py $(SITE) $(LITE_TEST_ARGS)
+
+lite-serve:
+	@test -f $(SITE)/index.html || { echo "make lite-serve: no $(SITE)/ yet: run make lite"; exit 2; }
+	$(PYTHON) -m http.server --directory $(SITE) --bind 127.0.0.1 8000
+
+bench-browser: lite $(TEST_STAMP)
+	$(BIN)/python benchmarks/browser.py $(SITE) $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LITE_VENV) $(SITE) lite/node_modules .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

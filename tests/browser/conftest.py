@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from .chromium import MISSING, chromium_path, launch
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SHOTS = REPO / ".screenshots"
@@ -46,20 +48,6 @@ BIN = Path(sys.executable).parent
 TIMEOUT_MS = 60_000
 SERVER_START_S = 90
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"]
-
-
-def chromium_path() -> str | None:
-    env = os.environ.get("VIRTIO_LAB_CHROMIUM")
-    if env:
-        return env if Path(env).exists() else None
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 # the fixture notebooks are run by these tests in a browser, not by nbval
@@ -70,8 +58,7 @@ def pytest_collection_modifyitems(config, items):
     """Skip every browser test, with the reason, where no Chromium exists."""
     if chromium_path():
         return
-    mark = pytest.mark.skip(reason="no Chromium: `apt-get install chromium` (.ci/run does this) "
-                                   "or set VIRTIO_LAB_CHROMIUM to a Chromium binary")
+    mark = pytest.mark.skip(reason=MISSING)
     for item in items:
         if Path(str(item.fspath)).resolve().is_relative_to(HERE):
             item.add_marker(mark)
@@ -92,11 +79,7 @@ def browser(tmp_path_factory):
         pytest.fail(f"playwright is not installed ({err}): pip install -e '.[test]'")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
-        # a persistent context is the only way to hand Chromium its own --user-data-dir;
-        # a fresh empty one each time, so no state is carried between runs
-        ctx = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=path, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+        ctx = launch(pw, profile)  # a fresh empty profile each time: no state carried between runs
         ctx.set_default_timeout(TIMEOUT_MS)
         try:
             yield ctx
