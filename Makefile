@@ -128,7 +128,7 @@ lite-serve:
 	$(PYTHON) -m http.server --directory $(SITE) --bind 127.0.0.1 8000
 
 bench-browser: lite $(TEST_STAMP)
-	$(BIN)/python benchmarks/browser.py $(SITE) $(ARGS)
+	$(BIN)/python benchmarks/in_chromium.py $(SITE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(LITE_VENV) $(SITE) lite/node_modules .pytest_cache .hypothesis

@@ -9,7 +9,9 @@ build was seen to drop the local ``pyodideUrl``. The contents are the course not
 What ends up in ``OUT/static/pyodide/``, and nothing else:
   * Pyodide's core files from the npm ``pyodide`` package (lite/package.json, ``npm ci``), at
     exactly the version the installed jupyterlite-pyodide-kernel names (asserted 4 ways);
-  * every wheel the kernel loads: lite/requirements-kernel.txt (PyPI, hash-pinned), the four
+  * every wheel the kernel loads, byte-compiled (``__pycache__/*.cpython-314.pyc`` beside each
+    module, made by the same Pyodide under Node.js: lite/py_compile.mjs; ``--no-py-compile``
+    ships them as they are): lite/requirements-kernel.txt (PyPI, hash-pinned), the four
     the kernel extension ships (piplite, pyodide-kernel, the ipykernel and widgetsnbextension
     shims, checked against the extension's all.json), and the virtio_lab wheel built from this
     checkout;
@@ -315,8 +317,9 @@ def main() -> None:
     ap.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help="the contents: the course notebooks")
     ap.add_argument("--work", type=Path, default=REPO / "build/lite", help="staging dir and wheel cache")
     ap.add_argument("--node-modules", type=Path, default=HERE / "node_modules")
-    ap.add_argument("--py-compile", action="store_true",
-                    help="ship the wheels with CPython bytecode beside the sources (node + npm pyodide)")
+    ap.add_argument("--py-compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="ship the wheels with CPython bytecode beside the sources, compiled by the npm "
+                         "pyodide under Node.js (default: on; the kernel imports IPython about twice as fast)")
     a = ap.parse_args()
     work, out = a.work.resolve(), a.out.resolve()
     t0 = time.monotonic()

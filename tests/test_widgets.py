@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-pytest.importorskip("ipywidgets")
+widgets = pytest.importorskip("ipywidgets")
 
 import virtio_lab  # noqa: E402
 from virtio_lab.widgets import PlugExplorer, WhatIf  # noqa: E402
@@ -106,3 +106,20 @@ def test_widget_step_is_fast(ex):
     for _ in range(20):
         ex.next_button.click()
     assert (time.perf_counter() - t0) / 20 < 0.1  # the benchmark holds the 30 ms budget
+
+
+def test_a_step_sends_no_stylesheet():
+    """What a step updates carries no <style>: a new stylesheet restyles the whole page each step.
+    The CSS comes once, with the explorer."""
+    ex = PlugExplorer("virtio-net-pci")
+    ex.go(45)
+    stepped = (ex.header, ex.warnings, ex.grid, ex.chain, ex.bars, ex.tree, ex.events_view)
+    assert all("<style" not in v.value for v in stepped)
+    static = [w for w in _descendants(ex) if isinstance(w, widgets.HTML) and w not in stepped]
+    assert sum("<style" in w.value for w in static) == 1
+
+
+def _descendants(widget):
+    for child in getattr(widget, "children", ()):
+        yield child
+        yield from _descendants(child)

@@ -153,7 +153,9 @@ class PlugExplorer(w.VBox):
         t, i = self.trace, self.step
         self.prev_button.disabled = i == 0
         self.next_button.disabled = i == len(t.events) - 1
-        self.header.value = step_header_html(t, i)
+        # no <style> in a per-step update: a new stylesheet restyles the whole page every step
+        # (the explorer's CSS is sent once, with the views' titles)
+        self.header.value = step_header_html(t, i, css=False)
         self.warnings.value = warnings_html(t.state_at(i), css=False)
         self._render_grid_and_chain()
         self.bars.value = bar_map_html(t, i, css=False)
