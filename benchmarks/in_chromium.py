@@ -105,7 +105,7 @@ class BenchHandler(run_lite.Handler):
 
 
 def lite_kernel(pw, base: str, site: Path, runs: int) -> dict:
-    first, second, fetched = [], [], []
+    first, second, fetched, marks = [], [], [], []
     for _ in range(runs):
         mark = len(run_lite.Handler.served)
         with tempfile.TemporaryDirectory(prefix="bench-lite-") as tmp:
@@ -119,15 +119,23 @@ def lite_kernel(pw, base: str, site: Path, runs: int) -> dict:
                                        "return !!k && k.status === 'idle'; }", timeout=300_000, polling=100)
                 page.evaluate(f"async () => {{ await {run_lite._KERNEL}.requestKernelInfo(); }}")
                 times.append(time.monotonic() - t0)
-                if times is first:  # what a first visit fetched, until its kernel was ready
-                    paths = {path for _, path, code, _ in run_lite.Handler.served[mark:] if str(code) == "200"}
+                if times is first:  # what a first visit fetched, until its kernel was ready; when
+                    served = run_lite.Handler.served[mark:]
+                    paths = {path for _, path, code, _ in served if str(code) == "200"}
+                    when = lambda pred: next((round(t - t0, 1) for t, path, *_ in served if pred(path)), None)  # noqa: E731
+                    marks.append({"notebook fetched": when(lambda p: p.endswith(".ipynb")),
+                                  "pyodide.mjs": when(lambda p: p.endswith("pyodide.mjs")),
+                                  "first wheel": when(lambda p: p.endswith(".whl")),
+                                  "virtio_lab wheel": when(lambda p: "virtio_lab-" in p),
+                                  "kernel ready": round(times[-1], 1)})
                     fetched.append(sum((site / p.lstrip("/")).stat().st_size for p in paths
                                        if (site / p.lstrip("/")).is_file()) / 1e6)
                 page.evaluate(f"async () => {{ await {run_lite._NB}.sessionContext.shutdown(); }}")
                 page.close()
             ctx.close()
-        print(f"  lite kernel ready: first visit {first[-1]:.1f} s, second {second[-1]:.1f} s (load {load()})", flush=True)
-    return {"first_visit_s": spread(first), "second_visit_s": spread(second), "first_visit_MB": spread(fetched)}
+        print(f"  lite kernel ready: first visit {first[-1]:.1f} s, second {second[-1]:.1f} s; first visit "
+              f"fetched {fetched[-1]:.1f} MB, seconds from navigation: {marks[-1]} (load {load()})", flush=True)
+    return {"first_visit_s": spread(first), "second_visit_s": spread(second), "first_visit_MB": spread(fetched), "first_visit_marks": marks}
 
 
 def pyodide_steps(pw, base: str, runs: int) -> dict:
