@@ -528,3 +528,94 @@ def test_random_draws_cover_every_qemu_property():
         left = {n for n in listed if n not in DRAWABLE[t] and n not in NOT_DRAWN
                 and not type_properties(t)[n].type.startswith(("child<", "link<"))}
         assert not left, (t, left)
+
+
+# --------------------------------------------------------------------------
+# QEMU's order of checks at the edges of -device (issue 14, item 8): real QEMU 7.2's
+# answers captured in tests/data/qemu-7.2-edges (capture.py there), and live
+
+EDGES = DATA / "qemu-7.2-edges"
+EDGE_CASES = json.loads((EDGES / "cases.json").read_text())["cases"]
+
+
+def _edge_id(case: dict) -> str:
+    where = "q35rp" if case["root_port"] else case["machine"]
+    return f"{where}:{case['device'][:60]!r}"
+
+
+def test_the_edge_cases_cover_item_8():
+    """The captures hold every check issue 14 names, both outcomes of each, and real
+    refusals in QEMU's words."""
+    refused = {c["device"]: refusal(c["error"]) for c in EDGE_CASES if "error" in c}
+    plugged = {c["device"] for c in EDGE_CASES if "error" not in c}
+    assert refused["virtio-net-pci,failover_pair_id=x"] == "failover primary device must be on PCIExpress bus"
+    assert refused["virtio-net-pci,id=9x"] == "Parameter 'id' expects an identifier"
+    assert refused["virtio-net-pci,bus=zz,vectors=-1"] == "Bus 'zz' not found"
+    assert refused["a=b"] == "Parameter 'driver' is missing"
+    assert refused["virtio-net-pci,driver=virtio-blk-pci"] == "drive property not set"
+    assert {"virtio-net-pci,romfile=rom-3000.bin", "virtio-net-pci,failover_pair_id=x",
+            "virtio-net-pci,", "virtio-net"} <= plugged
+    assert len(EDGE_CASES) >= 45 and len(plugged) >= 12
+
+
+@pytest.mark.parametrize("case", EDGE_CASES, ids=[_edge_id(c) for c in EDGE_CASES])
+def test_edge_cases_answer_as_real_qemu(case, monkeypatch):
+    """The emulation against real QEMU 7.2's captured answer: the same refusal, or the same
+    device byte for byte (config, write mask, BARs, ROM size, virtio registers)."""
+    monkeypatch.chdir(EDGES)  # romfile=rom-3000.bin is found where QEMU found it
+    emulated = dump(case["device"], case["machine"], case["root_port"])
+    lines = describe(case, emulated)
+    assert not lines, "\n".join(lines)
+
+
+@needs_qemu
+def test_edge_cases_identical_to_the_local_qemu(monkeypatch):
+    """The same edge cases through ``crosscheck`` against the QEMU installed here: its
+    answers are the captured ones, and the emulation's match them."""
+    monkeypatch.chdir(EDGES)
+    cases = [(c["device"], c["machine"], c["root_port"]) for c in EDGE_CASES]
+    results = crosscheck_many(cases, jobs=2)
+    bad = [r for r in results if not r.identical]
+    assert not bad, _report(bad)
+    for res, case in zip(results, EDGE_CASES):
+        assert ("error" in res.real) == ("error" in case), res.spec
+        if "error" in case:
+            assert refusal(res.real["error"]) == refusal(case["error"])
+
+
+@pytest.mark.parametrize("spec", [
+    "virtio-net-pci,netdev=n0,,hostfwd=tcp:127.0.0.1:34567-:22",
+    "virtio-blk-pci,drive=d0,,driver=file,,filename=/etc/shadow",
+    "virtio-rng-pci,rng=r0,,filename=/etc/shadow",
+    "virtio-serial-pci,chardev=c,,path=/tmp/x",
+    "virtio-9p-pci,fsdev=fs0,,path=/,mount_tag=share",
+])
+def test_a_spec_that_adds_a_qemu_option_is_refused_before_qemu_starts(spec, monkeypatch, capsys):
+    """QEMU's ',,' escape in a backend reference would become an option of the backend
+    crosscheck creates (a listening port, a host file as a disk): refused with one line,
+    and no process is started."""
+    from virtio_lab import cli
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or 1 / 0)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a) or 1 / 0)
+    assert cli.main(["crosscheck", spec]) == 2
+    err = capsys.readouterr().err
+    assert "is not a backend id QEMU can create" in err and err.count("\n") == 1
+    assert not started
+    with pytest.raises(Exception, match="is not a backend id"):
+        qemu.probe(spec)
+    assert not started
+
+
+def test_the_device_reaches_qemu_requoted():
+    """The -device argument is rebuilt from QEMU's own split of the spec: a trailing comma
+    or an escaped one cannot merge with the placement appended, a flag is spelled out, and
+    the user's addr= stands."""
+    assert qemu.placement("virtio-net-pci,", 3, False) == ("virtio-net-pci,addr=03.0", 0, 3 << 3)
+    assert qemu.placement("virtio-net-pci,,", 3, False)[0] == "virtio-net-pci,,,addr=03.0"
+    assert qemu.placement("virtio-net-pci,serial=a,,b,mq", 3, False)[0] == \
+        "virtio-net-pci,serial=a,,b,mq=on,addr=03.0"
+    assert qemu.placement("virtio-net-pci,addr=05.2", 3, False) == ("virtio-net-pci,addr=05.2", 0, 5 << 3 | 2)
+    assert qemu.placement("virtio-net-pci", 2, True) == ("virtio-net-pci,bus=rp0,addr=00.0", 1, 0)
+    assert qemu.placement("a=1,driver=virtio-net-pci", 3, False)[0] == "virtio-net-pci,a=1,addr=03.0"
+    assert qemu.placement("driver=x=y", 3, False)[0] == "driver=x=y,addr=03.0"

@@ -32,6 +32,17 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
 
 
 # -- item 2: a failed write leaves the old file as it was ------------------------------
+def test_a_failing_report_leaves_the_old_file_byte_identical(tmp_path, capsys):
+    """The issue's case: ``report -o FILE`` of ``id=\\xff`` (QEMU refuses that id before
+    anything is plugged) leaves the report already there as it was."""
+    out = tmp_path / "plug.html"
+    out.write_bytes(OLD)
+    code, _, err = _cli(["report", "virtio-net-pci,id=\udcff", "-o", str(out)], capsys)
+    assert code == 2 and "Parameter 'id' expects an identifier" in err
+    assert out.read_bytes() == OLD
+    assert os.listdir(tmp_path) == ["plug.html"]
+
+
 def test_a_write_failing_half_way_keeps_the_old_file(tmp_path, monkeypatch):
     """The disk fills after a few bytes of the new report: the old one survives, whole, and
     no temporary file is left behind."""

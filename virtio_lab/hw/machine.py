@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, VirtioLabTypeError, shown
 from .board import board_function, multifunction_slot
 
 __all__ = ["Machine", "MACHINES", "ROOT_BUS"]
@@ -30,9 +30,9 @@ class Machine:
 
     def __post_init__(self):
         if self.name not in MACHINES:
-            raise VirtioLabError(f"unknown machine '{self.name}': choose pc or q35")
+            raise VirtioLabError(f"unknown machine {shown(self.name)}: choose pc or q35")
         if self.root_port not in (True, False):  # 0/1 and numpy bools compare equal, "yes" does not
-            raise VirtioLabError(f"root_port is True or False, not {self.root_port!r}")
+            raise VirtioLabTypeError(f"root_port is True or False, not {shown(self.root_port)}")
         if self.root_port and self.name != "q35":
             raise VirtioLabError("a pcie-root-port needs a PCI Express machine: use --machine q35 "
                                  "with --root-port")
@@ -56,6 +56,11 @@ class Machine:
         """The name ``bus=`` gives the device's bus: the root bus, or the root port's ``rp0``."""
         return "rp0" if self.root_port else ROOT_BUS[self.name][1]
 
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        """The ids other devices of the machine already hold (the root port's ``rp0``)."""
+        return (self.bus_id,) if self.root_port else ()
+
     def check_bus(self, value: str) -> None:
         """``bus=`` as qdev_device_add resolves it (qdev-monitor.c: qbus_find): the bus's
         id, or its absolute QOM path, a trailing ``/`` allowed; anything else is QEMU's
@@ -66,13 +71,13 @@ class Machine:
         if name == self.bus_id or (name == root_path and not self.root_port):
             return
         if self.root_port and name in (root, root_path):
-            raise VirtioLabError(f"bus={value} puts the device on the root bus, not behind the "
+            raise VirtioLabError(f"bus={shown(value, '')} puts the device on the root bus, not behind the "
                                  f"root port: drop bus= (or --root-port)")
         if name.startswith("/"):
             first = name[1:].split("/", 1)[0]
-            raise VirtioLabError(f"Device '{first}' not found" if first != host
-                                 else f"Bus '{name}' not found")
-        raise VirtioLabError(f"Bus '{name}' not found")
+            raise VirtioLabError(f"Device {shown(first)} not found" if first != host
+                                 else f"Bus {shown(name)} not found")
+        raise VirtioLabError(f"Bus {shown(name)} not found")
 
     def slot_conflict(self, type_name: str) -> str | None:
         """QEMU's refusal of an ``addr=`` the board already uses (hw/pci/pci.c:

@@ -124,9 +124,9 @@ def _type_names() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=512)
-def _parse(text: str) -> DeviceSpec:
+def _parse(text: str, machine: Machine) -> DeviceSpec:
     """parse_spec is pure and DeviceSpec is frozen, so a spec parsed once is reused."""
-    return parse_spec(text, _type_names())
+    return parse_spec(text, _type_names(), machine)
 
 
 def _pci_qdev_realize(proxy: VirtIOPCIProxy, tracer: Tracer, ds: DeviceSpec, m: Machine) -> None:
@@ -140,6 +140,8 @@ def _pci_qdev_realize(proxy: VirtIOPCIProxy, tracer: Tracer, ds: DeviceSpec, m: 
             proxy.fail(f"ROM size {romsize} is not a power of two")
         proxy.do_pci_register_device(m.slot_conflict(ds.type))
         proxy.virtio_pci_realize()
+        if ds.value("failover_pair_id") is not None:
+            proxy.failover_check(m.slot_devfn)
         proxy.pci_add_option_rom()
 
 
@@ -152,8 +154,8 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
     the events up to the refusal.
     """
     m = machine if isinstance(machine, Machine) else Machine(machine, root_port)
-    ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec) if isinstance(spec, str)
-          else parse_spec(spec, _type_names()))
+    ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec, m) if isinstance(spec, str)
+          else parse_spec(spec, _type_names(), m))
     info = _types().get(ds.type) or model_for(ds.type)
     if ds.value("bus") is not None:
         m.check_bus(ds.value("bus"))

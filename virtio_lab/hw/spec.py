@@ -15,9 +15,11 @@ from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, VirtioLabTypeError, shown
+from ..errors import type_name as type_name_of
 
-__all__ = ["PropDef", "DeviceSpec", "parse_spec", "type_properties", "known_types", "qdict_order"]
+__all__ = ["PropDef", "DeviceSpec", "DeviceOpts", "parse_spec", "device_opts", "qemu_opts",
+           "id_wellformed", "type_properties", "known_types", "qdict_order"]
 
 _LINE = re.compile(r"^  ([A-Za-z0-9_.-]+)=<([^>]+>?)>\s*(?:-\s*(.*?))?\s*$")
 _DEFAULT = re.compile(r"\(default: (.*)\)\s*$")
@@ -57,7 +59,7 @@ def type_properties(type_name: str, qemu: str = "7.2") -> dict[str, PropDef]:
         return {}
     try:
         text = _props_dir(qemu).joinpath(f"{type_name}.txt").read_text()
-    except FileNotFoundError:
+    except OSError:  # no such type; or a name too long for a file name
         return {}
     props: dict[str, PropDef] = {}
     for line in text.splitlines()[1:]:
@@ -93,6 +95,15 @@ _SIZE = re.compile(r"[ \t\n\v\f\r]*\+?(?:0[xX](?P<hex>[0-9a-fA-F]+)|(?P<int>[0-9
                    r"(?P<suffix>[bBkKmMgGtTpPeE]?)")
 
 
+def _decimal(digits: str) -> int:
+    """``int(digits)``, saturated at 2^100 past 30 significant digits: every QEMU integer
+    overflows long before, and Python refuses to convert more than 4300 digits."""
+    significant = digits.lstrip("-").lstrip("0")
+    if len(significant) > 30:
+        return -(2**100) if digits.startswith("-") else 2**100
+    return int(digits, 10)
+
+
 def _parse_size(name: str, text: str) -> int:
     """QEMU 7.2's qemu_strtosz (util/cutils.c: do_strtosz), as -device reads a size.
 
@@ -108,7 +119,7 @@ def _parse_size(name: str, text: str) -> int:
     if m.group("hex") is not None:
         value = int(m.group("hex"), 16) * mul
     else:
-        whole = int(m.group("int"))
+        whole = _decimal(m.group("int"))
         if whole >= 2**64:
             raise fail  # strtoull overflows
         # the fraction as a 64-bit binary fixed-point number, as QEMU keeps it
@@ -132,7 +143,7 @@ def _parse_int(text: str) -> int | None:
         if re.fullmatch(r"-?0[0-7]+", t):
             return int(t, 8)
         if re.fullmatch(r"-?[0-9]+", t):
-            return int(t, 10)
+            return _decimal(t)
     except ValueError:
         return None
     return None
@@ -211,7 +222,7 @@ def _macaddr(value: str, owner: str) -> str:
     """hw/core/qdev-properties-system.c: set_mac — six two-digit hex bytes, each
     separator ':' or '-'."""
     if not _MAC.fullmatch(value):
-        raise VirtioLabError(f"Property '{owner}.mac' doesn't take value '{value}'")
+        raise VirtioLabError(f"Property '{owner}.mac' doesn't take value {shown(value)}")
     return value
 
 
@@ -239,16 +250,17 @@ def parse_value(prop: PropDef, text: str, owner: str = "") -> Any:
     if t == "OnOffAuto":
         if text in ("on", "off", "auto"):
             return text
-        raise VirtioLabError(f"Parameter '{prop.name}' does not accept value '{text}'")
+        raise VirtioLabError(f"Parameter '{prop.name}' does not accept value {shown(text)}")
     if t in _INT_RANGES:
         lo, hi, cname = _INT_RANGES[t]
         v = _parse_int(text)
         if v is None:
             raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
-        if hi >= 2**63 - 1:  # 64-bit: qemu_strtou64/qemu_strtoi64 themselves refuse overflow
-            fits = -(2**64) < v < 2**64 if t.startswith("u") else lo <= v <= hi
-            if not fits:
-                raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
+        # the visitor reads every integer as 64 bits first (qemu_strtou64 wraps a negative,
+        # qemu_strtoi64 does not), and refuses what overflows that; then the type's range
+        fits = -(2**64) < v < 2**64 if t.startswith("u") else -(2**63) <= v < 2**63
+        if not fits:
+            raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
         if v < 0 and t.startswith("u"):
             v &= 2**64 - 1  # strtoull wraps negatives, then the range check refuses them
         if not lo <= v <= hi:
@@ -290,23 +302,107 @@ class DeviceSpec:
         return self._effective.get(name)
 
 
-def _split_options(text: str) -> list[str]:
-    """Split on commas; QEMU's option syntax writes a literal comma as ',,'."""
-    parts, cur, i = [], [], 0
-    while i < len(text):
-        c = text[i]
-        if c == ",":
-            if i + 1 < len(text) and text[i + 1] == ",":
-                cur.append(",")
-                i += 2
-                continue
-            parts.append("".join(cur))
-            cur = []
+#: QEMU's identifiers (util/id.c: id_wellformed): an ASCII letter, then letters, digits,
+#: '-', '.' and '_'. ``id=`` of a device and every backend id must be one.
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+ID_HINT = "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter."
+
+
+def id_wellformed(text: str) -> bool:
+    return isinstance(text, str) and _IDENTIFIER.fullmatch(text) is not None
+
+
+def _opt_value(text: str, p: int) -> tuple[str, int]:
+    """util/qemu-option.c: get_opt_value — a value runs to the next single ',' (',,' is a
+    literal comma); returns (value, where the ',' or the end is)."""
+    parts = []
+    while True:
+        end = text.find(",", p)
+        if end < 0:
+            parts.append(text[p:])
+            return "".join(parts), len(text)
+        if text.startswith(",,", end):
+            parts.append(text[p:end + 1])
+            p = end + 2
+            continue
+        parts.append(text[p:end])
+        return "".join(parts), end
+
+
+def qemu_opts(text: str, firstname: str | None = "driver") -> list[tuple[str, str]]:
+    """``text`` split the way QEMU's option parser splits it (util/qemu-option.c:
+    opts_do_parse -> get_opt_name_value), as ``(name, value)`` in order, duplicates kept.
+
+    A name runs to the first '=' or ','; ``name=value`` takes the value up to the next
+    single ',' (',,' is a comma inside it). A first option without '=' is ``firstname``'s
+    value (-device: the driver). Any other option without '=' is a flag: ``name`` is
+    name=on, ``noname`` name=off — and a flag name cannot hold a comma, so
+    ``mq,,vectors=2`` is mq=on, an empty flag ``=on``, vectors=2. One trailing ',' ends
+    the last option and adds none."""
+    out, p = [], 0
+    while p < len(text):
+        stop = min((i for i in (text.find("=", p), text.find(",", p)) if i >= 0), default=len(text))
+        if stop == len(text) or text[stop] != "=":
+            if firstname:
+                name = firstname
+                value, p = _opt_value(text, p)
+            else:
+                name, p = text[p:stop], stop
+                name, value = (name[2:], "off") if name.startswith("no") else (name, "on")
         else:
-            cur.append(c)
-        i += 1
-    parts.append("".join(cur))
-    return parts
+            name = text[p:stop]
+            value, p = _opt_value(text, stop + 1)
+        out.append((name, value))
+        firstname = None
+        if p < len(text):  # at a ','
+            p += 1
+    return out
+
+
+@dataclass(frozen=True)
+class DeviceOpts:
+    """``-device TEXT`` as QEMU's option parser leaves it, before any property is looked up:
+    the id (the first ``id=``: softmmu's opts_parse_id), the driver (the last one written:
+    qemu_opts_to_qdict replaces earlier ones) and the other options in order."""
+
+    id: str | None
+    driver: str | None
+    options: tuple[tuple[str, str], ...]
+
+    def quoted(self) -> str:
+        """The -device text QEMU splits back into exactly these options: each value's commas
+        doubled, a flag written as name=on/off, the driver first (bare unless it holds a
+        '=', which would make it an option). Names never hold ',' or '=' (the split ends
+        them there), so nothing can become a new option."""
+        parts = []
+        if self.driver is not None:
+            driver = self.driver.replace(",", ",,")
+            bare = "=" not in self.driver and not self.driver.startswith("{")  # '{': JSON syntax
+            parts.append(driver if bare else f"driver={driver}")
+        if self.id is not None:
+            parts.append(f"id={self.id.replace(',', ',,')}")
+        parts += [f"{name}={value.replace(',', ',,')}" for name, value in self.options]
+        return ",".join(parts)
+
+
+def device_opts(text: str, check_id: bool = True) -> DeviceOpts:
+    """QEMU's first look at ``-device TEXT`` (qemu_opts_parse_noisily): split it, and refuse
+    an id that is not an identifier before anything else (qemu_opts_create)."""
+    dev_id = next((v for k, v in qemu_opts(text, None) if k == "id"), None)
+    if check_id and dev_id is not None and not id_wellformed(dev_id):
+        raise VirtioLabError("Parameter 'id' expects an identifier", ID_HINT)
+    opts = qemu_opts(text)
+    driver = next((v for k, v in reversed(opts) if k == "driver"), None)
+    return DeviceOpts(dev_id, driver, tuple((k, v) for k, v in opts if k not in ("id", "driver")))
+
+
+#: softmmu/qdev-monitor.c: qdev_alias_table — the short names QEMU takes for the virtio-pci
+#: types on x86 (``-device virtio-net`` is virtio-net-pci); each is the type without "-pci".
+ALIASED = ("virtio-9p-pci", "virtio-balloon-pci", "virtio-blk-pci", "virtio-gpu-pci",
+           "virtio-gpu-gl-pci", "virtio-input-host-pci", "virtio-iommu-pci", "virtio-keyboard-pci",
+           "virtio-mouse-pci", "virtio-net-pci", "virtio-rng-pci", "virtio-scsi-pci",
+           "virtio-serial-pci", "virtio-tablet-pci")
+_ALIASES = {name[:-len("-pci")]: name for name in ALIASED}
 
 
 #: QDICT_BUCKET_MAX in QEMU's qobject/qdict.c: the hash table size of a QDict.
@@ -319,7 +415,7 @@ def _qdict_bucket(key: str) -> int:
     The hash (from the TDB project): start from the key length times 0x238F13AF, add
     each byte shifted left by ``5*i mod 24`` bits, then one linear-congruential step;
     all in 32-bit unsigned arithmetic."""
-    raw = key.encode()
+    raw = key.encode("utf-8", "surrogateescape")  # a non-UTF-8 byte from argv is that byte
     h = (0x238F13AF * len(raw)) & 0xFFFFFFFF
     for i, byte in enumerate(raw):
         h = (h + (byte << (i * 5 % 24))) & 0xFFFFFFFF
@@ -359,7 +455,7 @@ def parse_devfn(type_name: str, key: str, text: str) -> int:
     """The PCI address property as -device parses it (hw/core/qdev-properties-system.c:
     set_pci_devfn, which scans ``%x.%x`` then ``%x`` and wants the whole string used):
     ``SLOT[.FN]`` in hex, slot ≤ 0x1f, function ≤ 7; returns the devfn."""
-    fail = VirtioLabError(f"Property '{type_name}.{key}' doesn't take value '{text}'")
+    fail = VirtioLabError(f"Property '{type_name}.{key}' doesn't take value {shown(text)}")
     slot, rest = _scan_hex(text)
     fn = 0
     if slot is None:
@@ -376,53 +472,62 @@ def parse_devfn(type_name: str, key: str, text: str) -> int:
 def unknown_model(type_name: str, known) -> VirtioLabError:
     """QEMU's refusal of an unknown ``-device`` type, with the nearest name (or the list) as hint."""
     known = tuple(known)
-    close = difflib.get_close_matches(type_name, known, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(type_name[:200], known, n=1, cutoff=0.75)
     hint = (f"did you mean {close[0]}?" if close else
-            "python -m virtio_lab devices lists the models; choose one of: " + ", ".join(known))
-    return VirtioLabError(f"'{type_name}' is not a valid device model name", hint)
+            f"python -m virtio_lab devices lists the {len(known)} models")
+    return VirtioLabError(f"{shown(type_name)} is not a valid device model name", hint)
 
 
-def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpec:
-    """Parse ``TYPE[,prop=value...]`` like QEMU's -device option (qemu_opts_parse + qdev)."""
+def parse_spec(text: str, supported: tuple[str, ...] | None = None, machine=None) -> DeviceSpec:
+    """Parse ``TYPE[,prop=value...]`` like QEMU's -device option, in QEMU's order of checks
+    (qemu_opts_parse_noisily, then qdev-monitor.c: qdev_device_add_from_qdict): the id, the
+    driver (an alias resolved), ``bus=`` (on ``machine``, when given: its ``check_bus`` and
+    the ``device_ids`` already taken), then the properties in QDict order."""
     if not isinstance(text, str):
-        raise VirtioLabError(f"a device spec is a string such as \"virtio-net-pci,disable-legacy=on\", "
-                             f"not {type(text).__name__}")
+        raise VirtioLabTypeError(f"a device spec is a string such as \"virtio-net-pci,disable-legacy=on\", "
+                                 f"not {type_name_of(text)}")
     if not text.strip():
         raise VirtioLabError("empty device spec: give a device type such as virtio-net-pci "
                              "(python -m virtio_lab devices lists them)")
-    parts = _split_options(text.lstrip())  # a trailing space belongs to the last value, as in QEMU
-    type_name = parts[0].strip()
-    if type_name.startswith("driver="):
-        type_name = type_name[len("driver="):]
+    opts = device_opts(text)
+    if machine is not None and opts.id in machine.device_ids:
+        raise VirtioLabError(f"Duplicate ID {shown(opts.id)} for device",
+                             f"the {'root port' if opts.id == machine.bus_id else 'machine'} has it")
+    if opts.driver is None:
+        raise VirtioLabError("Parameter 'driver' is missing",
+                             "a -device spec starts with the device type, e.g. virtio-net-pci,vectors=2")
+    type_name = opts.driver
+    if type_name in ("help", "?"):
+        raise VirtioLabError(f"-device {type_name} asks QEMU for its device list: "
+                             "python -m virtio_lab devices lists the models")
     known = supported if supported is not None else known_types()
+    if type_name not in known and type_name in _ALIASES:
+        type_name = _ALIASES[type_name]
     if type_name not in known:
-        if type_properties(type_name) and supported is not None:
-            raise VirtioLabError(f"'{type_name}' needs a host backend that virtio_lab does not "
-                                 f"model; choose one of: {', '.join(known)}")
+        if supported is not None and type_properties(type_name):
+            raise VirtioLabError(f"{shown(type_name)} needs a host backend that virtio_lab does not "
+                                 "model (python -m virtio_lab devices lists the models)")
         raise unknown_model(type_name, known)
+    asks = next((k for k, _ in opts.options if k in ("help", "?")), None)
+    if asks:  # qdev_device_help runs before any device is made
+        raise VirtioLabError(f"{type_name},{asks} asks QEMU for the options: "
+                             f"python -m virtio_lab devices {type_name} lists them")
+    bus = next((v for k, v in reversed(opts.options) if k == "bus"), None)
+    if machine is not None and bus is not None:
+        machine.check_bus(bus)
     props = type_properties(type_name)
-    raw: list[tuple[str, str]] = []
-    for part in parts[1:]:
-        if part == "":
-            continue
-        if "=" in part:
-            raw.append(tuple(part.split("=", 1)))  # type: ignore[arg-type]
-        else:  # QEMU reads a bare name as name=on
-            raw.append((part, "on"))
     # One value per key, the last one written (qemu_opts_to_qdict replaces earlier
-    # ones), checked in QEMU's QDict order; id and bus are consumed before that.
+    # ones), checked in QEMU's QDict order; bus was consumed before that.
+    raw = list(opts.options)
     last = dict(raw)
     typed: dict[str, Any] = {}
     for key in qdict_order(list(last)):
-        if key in ("id", "bus"):
+        if key == "bus":
             typed[key] = last[key]
             continue
         prop = props.get(key)
-        if prop is None and key in ("help", "?"):  # QEMU prints the list and exits
-            raise VirtioLabError(f"{type_name},{key} asks QEMU for the options: "
-                                 f"python -m virtio_lab devices {type_name} lists them")
         if prop is None:
-            raise VirtioLabError(f"Property '{type_name}.{key}' not found")
+            raise VirtioLabError(f"Property {shown(f'{type_name}.{key}')} not found")
         _check_writable(type_name, key)
         if prop.help.startswith(_DEVFN_HELP):
             typed[key] = parse_devfn(type_name, key, last[key])
@@ -430,5 +535,5 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None) -> DeviceSpe
         typed[key] = parse_value(prop, last[key], _inner_type(type_name))
         if key in _SETTER_CHECKS:
             typed[key] = _SETTER_CHECKS[key](typed[key], _inner_type(type_name))
-    options = [(key, typed[key]) for key, _ in raw]
+    options = ([("id", opts.id)] if opts.id is not None else []) + [(key, typed[key]) for key, _ in raw]
     return DeviceSpec(type_name, tuple(options), text.strip())

@@ -13,9 +13,10 @@ DeviceModel (``model.code``). Written from QEMU's behaviour; no QEMU code is cop
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, shown
 from ..pci import regs
 from ..pci.bar import Bar, Region, pci_register_bar
 from ..pci.bits import pow2ceil
@@ -48,6 +49,26 @@ VIRTIO_LEGACY_ALLOWED = frozenset({1, 2, 3, 4, 5, 7, 8, 9, 11, 12})  # + RPMSG, 
 #: Debian's firmware files QEMU finds for romfile= (size in bytes), as shipped by
 #: ipxe-qemu and seabios in Debian 12.
 ROM_FILES = {"efi-virtio.rom": 249344, "vgabios-virtio.bin": 39936}
+
+
+def romfile_size(name: str) -> int:
+    """The size QEMU finds for ``romfile=NAME`` (-1: not found), as hw/pci/pci.c:
+    pci_add_option_rom looks it up: softmmu/datadir.c: qemu_find_file tries NAME as a path
+    first (any readable file, relative to the working directory), then the firmware
+    directory (Debian's files: ROM_FILES); the size is loader.c: get_image_size's, the
+    end of the file (lseek). Opened without blocking: QEMU would wait on a FIFO forever."""
+    if os.access(name, os.R_OK):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            return -1
+        try:
+            return os.lseek(fd, 0, os.SEEK_END)
+        except OSError:
+            return -1
+        finally:
+            os.close(fd)
+    return ROM_FILES.get(name, -1)
 
 
 class PlugError(VirtioLabError):
@@ -589,6 +610,23 @@ class VirtIOPCIProxy:
             cs.store("config", pos + 2, bytes(body))
         return pos
 
+    # -- Step 9b: back in pci_qdev_realize: a failover primary ----------------------
+    def failover_check(self, devfn: int) -> None:
+        """hw/pci/pci.c: pci_qdev_realize, after the class realize — a device with
+        ``failover_pair_id`` is the primary of a virtio-net failover pair: it must sit on a
+        PCI Express bus, be an Ethernet controller, and have its slot to itself."""
+        cs = self.cs
+        assert cs is not None
+        self.tr.phase(f"failover_pair_id is set: the device is the primary of a virtio-net "
+                      "failover pair, so it must be on a PCI Express bus, an Ethernet controller "
+                      "(class 0x0200), and alone in its slot.")
+        if not self.bus_is_express:
+            self.fail("failover primary device must be on PCIExpress bus")
+        if cs.get(regs.PCI_CLASS_DEVICE, 2) != regs.PCI_CLASS_NETWORK_ETHERNET:
+            self.fail("failover primary device is not an Ethernet device")
+        if self.spec.value("multifunction") or devfn & 7:
+            self.fail("failover: primary device must be in its own PCI slot")
+
     # -- Step 10: back in pci_qdev_realize: the option ROM ------------------------
     def pci_add_option_rom(self) -> None:
         m, spec, tr, cs = self.model, self.spec, self.tr, self.cs
@@ -604,14 +642,19 @@ class VirtIOPCIProxy:
                 tr.phase(f"rombar=0: {romfile} is handed to the firmware through fw_cfg, so no "
                          f"ROM BAR appears in config space.")
                 return
-            if romfile not in ROM_FILES:
-                self.fail(f'failed to find romfile "{romfile}"')
-            fsize = ROM_FILES[romfile]
+            fsize = romfile_size(romfile)
+            shown_name = shown(romfile, '"')
+            if fsize < 0:
+                self.fail(f"failed to find romfile {shown_name}")
+            if fsize == 0:
+                self.fail(f"romfile {shown_name} is empty")
+            if fsize > 2 << 30:
+                self.fail(f"romfile {shown_name} too large (size cannot exceed 2 GiB)")
             romsize = spec.value("romsize")
             if romsize is None or romsize == 0xFFFFFFFF:
                 romsize = pow2ceil(fsize)
             elif fsize > romsize:
-                self.fail(f'romfile "{romfile}" ({fsize} bytes) is too large for ROM size {romsize}')
+                self.fail(f'romfile {shown_name} ({fsize} bytes) is too large for ROM size {romsize}')
             pci_register_bar(cs, Bar(regs.PCI_ROM_SLOT, "rom", romsize, False, f"{spec.type}.rom",
                                      (Region(romfile, 0, fsize, "rom"),)),
                              f"{romfile} ({fsize} bytes, rounded up to a power of two)")

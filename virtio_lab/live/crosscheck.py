@@ -359,15 +359,19 @@ def emulate(spec: str, machine: str = "pc", root_port: bool = False,
 
 
 def _check_input(spec: str, machine: str, root_port: bool) -> None:
-    from ..errors import VirtioLabError
-    from .qemu import _MACHINE, machine_family
-    if not _MACHINE.fullmatch(machine or ""):
-        raise VirtioLabError(f"unknown machine {machine!r}: use pc, q35 or a machine type "
+    """Everything that would make the case meaningless or unsafe, refused before any QEMU
+    starts: the machine, and the spec as :func:`virtio_lab.live.qemu.checked_opts` takes it
+    (a string QEMU splits into options whose backend ids are QEMU identifiers)."""
+    from ..errors import VirtioLabError, shown
+    from .qemu import _MACHINE, checked_opts, machine_family
+    if not isinstance(machine, str) or not _MACHINE.fullmatch(machine):
+        raise VirtioLabError(f"unknown machine {shown(machine)}: use pc, q35 or a machine type "
                              f"(pc-i440fx-X.Y, pc-q35-X.Y)")
     if root_port and machine_family(machine) != "q35":
         raise VirtioLabError("--root-port needs a q35 machine (a pcie-root-port is a PCIe device)")
-    if not spec or spec.startswith(",") or not spec.split(",")[0].strip():
-        raise VirtioLabError(f"not a -device spec: {spec!r}")
+    if isinstance(spec, str) and not spec.strip():
+        raise VirtioLabError("empty device spec: give a device type such as virtio-net-pci")
+    checked_opts(spec)
 
 
 def crosscheck(spec: str, machine: str = "pc", root_port: bool = False, *,

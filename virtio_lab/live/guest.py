@@ -40,6 +40,7 @@ from ..errors import VirtioLabError
 from ..files import write_atomic
 from . import qemu as real_qemu
 from .guest_kit import INSTALL_QEMU, QEMU_BIN, KitError, load_kit
+from .qemu import backend_args, checked_opts, placement
 
 #: Fields that are the same on every boot of the same case and that the emulated
 #: probe (firmware + driver replay) must reproduce.
@@ -106,26 +107,34 @@ def case_name(spec: str, machine: str = "pc", root_port: bool = False) -> str:
 # --------------------------------------------------------------------------
 # QEMU command line
 
-def _backend_args(spec: str) -> tuple:
-    """Disk-less, offline backends the model needs: (extra QEMU args, device suffix)."""
-    model = spec.split(",")[0]
-    props = {p.split("=")[0] for p in spec.split(",")[1:]}
-    if "virtio-blk" in model and "drive" not in props:
-        return ["-blockdev", "driver=null-co,node-name=d0"], ",drive=d0"
-    if "virtio-net" in model and "netdev" not in props:
-        return ["-netdev", "user,id=n0"], ",netdev=n0"
-    if "virtio-crypto" in model and "cryptodev" not in props:
-        return ["-object", "cryptodev-backend-builtin,id=c0"], ",cryptodev=c0"
-    return [], ""
+#: The offline backends a model gets when the spec names none: (reference, id, QEMU args).
+_DEFAULT_BACKENDS = (("virtio-blk", "drive", "d0"), ("virtio-net", "netdev", "n0"),
+                     ("virtio-crypto", "cryptodev", "c0"))
+
+
+def _device(spec: str):
+    """The spec as QEMU splits it (refused if a backend id is no identifier: see
+    virtio_lab.live.qemu.checked_opts), with the default backend reference its model
+    needs added: (DeviceOpts, extra QEMU args for every backend it names)."""
+    from dataclasses import replace
+    opts = checked_opts(spec)
+    given = {k for k, _ in opts.options}
+    for model, key, bid in _DEFAULT_BACKENDS:
+        if model in (opts.driver or "") and key not in given:
+            opts = replace(opts, options=opts.options + ((key, bid),))
+    return opts, backend_args(opts.quoted())
 
 
 def qemu_command(spec: str, machine: str = "pc", root_port: bool = False,
                  kit: dict | None = None, qemu: str = QEMU_BIN) -> list:
     kit = kit or load_kit()
-    extra, suffix = _backend_args(spec)
-    props = {p.split("=")[0] for p in spec.split(",")[1:]}
-    dev = spec + suffix
-    args = [qemu, "-M", machine, "-accel", "tcg", "-m", MEMORY, "-nodefaults",
+    opts, extra = _device(spec)
+    memory = MEMORY
+    if "-m" in extra:  # a memory device's backend: the guest's RAM, with the slots it needs
+        at = extra.index("-m")
+        memory = MEMORY + "," + extra[at + 1].split(",", 1)[1]
+        extra = extra[:at] + extra[at + 2:]
+    args = [qemu, "-M", machine, "-accel", "tcg", "-m", memory, "-nodefaults",
             "-display", "none", "-serial", "stdio", "-no-reboot",
             "-kernel", kit["kernel"], "-initrd", kit["initrd"],
             "-append", KERNEL_APPEND] + extra
@@ -133,20 +142,12 @@ def qemu_command(spec: str, machine: str = "pc", root_port: bool = False,
         if real_qemu.machine_family(machine) != "q35":
             raise GuestError("a pcie-root-port needs --machine q35")
         args += ["-device", "pcie-root-port,id=rp0,bus=pcie.0,addr=02.0,chassis=1"]
-        if "bus" not in props:
-            dev += ",bus=rp0"
-        if "addr" not in props:
-            dev += ",addr=00.0"
-    elif "addr" not in props:
-        dev += ",addr=03.0"
-    return args + ["-device", dev]
+    return args + ["-device", placement(opts, 3, root_port)[0]]
 
 
 def target_bdf(spec: str, machine: str, root_port: bool) -> str:
-    props = dict(p.split("=", 1) for p in spec.split(",")[1:] if "=" in p)
-    addr = props.get("addr", "00.0" if root_port else "03.0")
-    slot, _, fn = addr.partition(".")
-    return "0000:%02x:%02x.%x" % (1 if root_port else 0, int(slot, 16), int(fn or "0", 16))
+    _, bus, devfn = placement(spec, 3, root_port)
+    return "0000:%02x:%02x.%x" % (bus, devfn >> 3, devfn & 7)
 
 
 # --------------------------------------------------------------------------

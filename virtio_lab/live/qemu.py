@@ -38,6 +38,9 @@ import tempfile
 import threading
 from functools import lru_cache
 
+from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
+from ..hw.spec import DeviceOpts, device_opts, id_wellformed, parse_devfn
+
 __all__ = [
     "QemuUnavailable",
     "QemuError",
@@ -210,7 +213,7 @@ class QTest:
 
     def stderr_text(self) -> str:
         self._err_thread.join(timeout=5)
-        return b"".join(self._stderr).decode("utf-8", "replace")
+        return b"".join(self._stderr).decode("utf-8", "surrogateescape")  # a byte of the spec stays that byte
 
     def _died(self):
         try:
@@ -352,28 +355,11 @@ class PciConfig:
 # --------------------------------------------------------------------------
 
 def split_spec(spec: str):
-    """'virtio-net-pci,mac=1,b=2' -> ('virtio-net-pci', [('mac','1'), ('b','2')]).
-
-    Handles QEMU's ',,' escape for a literal comma inside a value."""
-    parts, cur, i = [], "", 0
-    while i < len(spec):
-        ch = spec[i]
-        if ch == "," and spec[i + 1:i + 2] == ",":
-            cur += ","
-            i += 2
-            continue
-        if ch == ",":
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-        i += 1
-    parts.append(cur)
-    name, opts = parts[0], []
-    for p in parts[1:]:
-        k, eq, v = p.partition("=")
-        opts.append((k, v if eq else None))
-    return name, opts
+    """'virtio-net-pci,mac=1,b=2' -> ('virtio-net-pci', [('mac','1'), ('b','2')]): the driver and
+    the options as QEMU splits them (:func:`virtio_lab.hw.spec.qemu_opts`; a flag is name=on)."""
+    opts = device_opts(spec, check_id=False)
+    return opts.driver or "", [(k, v) for k, v in (
+        ([("id", opts.id)] if opts.id is not None else []) + list(opts.options))]
 
 
 def _share_dir():
@@ -384,37 +370,64 @@ def _share_dir():
     return d
 
 
-def backend_args(spec: str):
-    """Extra QEMU arguments that create the backends a spec refers to.
+#: The backend each reference names, made from a fixed template: the reference's value is
+#: the only text of the user's that reaches these arguments, and only once it is a QEMU
+#: identifier (``-m`` comes with memdev: memory devices need slots).
+BACKEND_TEMPLATES = {
+    "drive": ("-blockdev", "driver=null-co,node-name={id}"),
+    "netdev": ("-netdev", "user,id={id}"),
+    "fsdev": ("-fsdev", "local,id={id},path={share},security_model=none"),
+    "cryptodev": ("-object", "cryptodev-backend-builtin,id={id}"),
+    "memdev": ("-m", "512M,slots=2,maxmem=4G", "-object", "memory-backend-ram,id={id},size=1G"),
+    "chardev": ("-chardev", "null,id={id}"),
+    "iothread": ("-object", "iothread,id={id}"),
+    "rng": ("-object", "rng-random,id={id},filename=/dev/urandom"),
+}
+#: block.c: a node name is an identifier of at most 31 characters; the others have no such
+#: limit, but no backend id needs to be longer.
+_BACKEND_ID_MAX = 31
 
-    ``drive=ID`` -> a null-co blockdev; ``netdev=ID`` -> user networking;
-    ``fsdev=ID`` -> a local fsdev on an empty directory; ``cryptodev=ID`` -> the
-    builtin crypto backend; ``memdev=ID`` -> a RAM backend (plus the
-    ``-m`` slots/maxmem that memory devices need); ``chardev=ID`` -> a null
-    chardev; ``iothread=ID`` -> an iothread; ``rng=ID`` -> rng-random.
-    """
-    _, opts = split_spec(spec)
+
+def checked_opts(spec: str) -> DeviceOpts:
+    """``spec`` as QEMU will split it, safe to hand to a real QEMU, or a one-line
+    VirtioLabError before any QEMU starts.
+
+    Every backend reference (``drive=``, ``netdev=``, ... : :data:`BACKEND_TEMPLATES`) must be
+    a QEMU identifier: the backend is created under that id, so ``netdev=n0,,hostfwd=...``
+    (which QEMU's ``,,`` escape would turn into a second option of the backend) is refused.
+    The device itself goes to QEMU re-quoted from this split (:meth:`DeviceOpts.quoted`),
+    never as the text given."""
+    if not isinstance(spec, str):
+        raise VirtioLabTypeError(f"a device spec is a string, not {type_name(spec)}")
+    if "\0" in spec:
+        raise VirtioLabError("a -device spec cannot hold a NUL byte (no command line can)")
+    opts = device_opts(spec, check_id=False)
+    if opts.driver in ("help", "?") or any(k in ("help", "?") for k, _ in opts.options):
+        raise VirtioLabError("help asks QEMU for a list, not a device to compare: "
+                             "python -m virtio_lab devices [MODEL] lists them")
+    for key, value in opts.options:
+        if key in BACKEND_TEMPLATES and value and not (
+                id_wellformed(value) and len(value) <= _BACKEND_ID_MAX):
+            raise VirtioLabError(
+                f"{key}={shown(value)} is not a backend id QEMU can create: the real QEMU gets a "
+                f"backend under that id, so it must be a letter followed by letters, digits, "
+                f"'-', '.' or '_' (at most {_BACKEND_ID_MAX} characters)")
+    return opts
+
+
+def backend_args(spec: str):
+    """Extra QEMU arguments that create the backends a spec refers to, each from its fixed
+    template (:data:`BACKEND_TEMPLATES`): ``drive=ID`` -> a null-co blockdev; ``netdev=ID``
+    -> user networking; ``fsdev=ID`` -> a local fsdev on an empty directory;
+    ``cryptodev=ID`` -> the builtin crypto backend; ``memdev=ID`` -> a RAM backend (plus the
+    ``-m`` slots/maxmem that memory devices need); ``chardev=ID`` -> a null chardev;
+    ``iothread=ID`` -> an iothread; ``rng=ID`` -> rng-random. Raises VirtioLabError for a
+    reference that is not an identifier (:func:`checked_opts`)."""
     extra = []
-    for k, v in opts:
-        if not v:
-            continue
-        if k == "drive":
-            extra += ["-blockdev", f"driver=null-co,node-name={v}"]
-        elif k == "netdev":
-            extra += ["-netdev", f"user,id={v}"]
-        elif k == "fsdev":
-            extra += ["-fsdev", f"local,id={v},path={_share_dir()},security_model=none"]
-        elif k == "cryptodev":
-            extra += ["-object", f"cryptodev-backend-builtin,id={v}"]
-        elif k == "memdev":
-            extra += ["-m", "512M,slots=2,maxmem=4G",
-                      "-object", f"memory-backend-ram,id={v},size=1G"]
-        elif k == "chardev":
-            extra += ["-chardev", f"null,id={v}"]
-        elif k == "iothread":
-            extra += ["-object", f"iothread,id={v}"]
-        elif k == "rng":
-            extra += ["-object", f"rng-random,id={v},filename=/dev/urandom"]
+    for key, value in checked_opts(spec).options:
+        if value and key in BACKEND_TEMPLATES:
+            share = _share_dir() if key == "fsdev" else ""
+            extra += [a.format(id=value, share=share) for a in BACKEND_TEMPLATES[key]]
     return extra
 
 
@@ -561,6 +574,30 @@ def _model_key(spec):
     return name
 
 
+def placement(spec: str | DeviceOpts, slot: int, root_port: bool, i: int = 0) -> tuple[str, int, int]:
+    """The ``-device`` argument for ``spec`` and where the probe finds the device:
+    ``(argument, bus number, devfn)``.
+
+    The argument is the spec re-quoted from QEMU's own split (:func:`checked_opts`), so a
+    trailing comma or a ``,,`` cannot merge with what is appended; a user's ``addr=`` and
+    ``bus=`` stand (the emulation puts the device there too), else the probe's slot (behind
+    root port ``rp{i}``, slot 0) is added."""
+    opts = spec if isinstance(spec, DeviceOpts) else checked_opts(spec)
+    given = dict(opts.options)
+    arg = opts.quoted()
+    if root_port and "bus" not in given:
+        arg += f",bus=rp{i}"
+    devfn = 0 if root_port else slot << 3
+    if "addr" in given:
+        try:
+            devfn = parse_devfn(opts.driver or "", "addr", given["addr"])
+        except VirtioLabError:
+            pass  # QEMU refuses it too: nothing is read
+    else:
+        arg += f",addr={devfn >> 3:02x}.{devfn & 7}"
+    return arg, (i + 1 if root_port else 0), devfn
+
+
 def _qemu_args(machine, root_port, placed, extra, qemu=None):
     """placed: list of (spec, slot).  Device on slot s (or behind root port on slot s)."""
     args = [qemu_binary(qemu), "-M", machine, "-nodefaults", "-S", "-qtest", "stdio", "-qtest-log", "/dev/null",
@@ -570,9 +607,7 @@ def _qemu_args(machine, root_port, placed, extra, qemu=None):
         if root_port:
             args += ["-device", f"pcie-root-port,id=rp{i},bus=pcie.0,addr={slot:02x}.0,"
                                 f"chassis={i + 1}"]
-            args += ["-device", f"{spec},bus=rp{i},addr=00.0"]
-        else:
-            args += ["-device", f"{spec},addr={slot:02x}.0"]
+        args += ["-device", placement(spec, slot, root_port, i)[0]]
     return args
 
 
@@ -789,11 +824,9 @@ def _run_group(specs, machine, root_port, lspci, timeout, qemu=None):
         _setup_machine(qt, machine, root_port, placed)
         bodies = []
         for i, (spec, slot) in enumerate(placed):
-            if root_port:
-                fn, bdf = PciConfig(qt, i + 1, 0), (1, 0, 0)
-            else:
-                fn, bdf = PciConfig(qt, 0, slot), (0, PC_SLOT, 0)
-            bodies.append(_probe_one(qt, fn, machine, bdf))
+            _, bus, devfn = placement(spec, slot, root_port, i)
+            fn = PciConfig(qt, bus, devfn >> 3, devfn & 7)
+            bodies.append(_probe_one(qt, fn, machine, (bus, devfn >> 3, devfn & 7)))
     return [_finish(s, machine, root_port, e, b, lspci, qemu)
             for s, e, b in zip(specs, extras, bodies)]
 
@@ -809,8 +842,10 @@ def probe_many(specs, machine: str = "pc", root_port: bool = False, *,
     probed alone so that every refusal carries its own message.
     """
     _check_machine(machine, root_port)
-    qemu_binary(qemu)
     specs = list(specs)
+    for spec in specs:  # every spec safe to hand to QEMU, before any QEMU starts
+        checked_opts(spec)
+    qemu_binary(qemu)
     results = [None] * len(specs)
 
     def alone(i):
@@ -851,10 +886,11 @@ def probe_many(specs, machine: str = "pc", root_port: bool = False, *,
 
 
 def _must_be_alone(spec):
-    """Devices whose plugging touches the whole machine."""
-    name = split_spec(spec)[0]
+    """Devices whose plugging touches the whole machine, or that choose their own place or
+    name (addr=, bus=, id= would collide with the group's)."""
+    name, opts = split_spec(spec)
     return any(t in name for t in ("vga", "iommu", "mem", "vsock", "vhost")) or \
-        any(k in ("multifunction", "romfile") for k, _ in split_spec(spec)[1])
+        any(k in ("multifunction", "romfile", "addr", "bus", "id") for k, _ in opts)
 
 
 def fastest_config_read(spec: str, machine: str = "pc", root_port: bool = False, *,
@@ -867,10 +903,10 @@ def fastest_config_read(spec: str, machine: str = "pc", root_port: bool = False,
     extra = backend_args(spec)
     slot = 2 if root_port else PC_SLOT
     placed = [(spec, slot)]
+    _, bus, devfn = placement(spec, slot, root_port)
     qt = QTest(_qemu_args(machine, root_port, placed, extra, qemu))
     try:
         _setup_machine(qt, machine, root_port, placed)
-        fn = PciConfig(qt, 1, 0) if root_port else PciConfig(qt, 0, slot)
-        return fn.read256()
+        return PciConfig(qt, bus, devfn >> 3, devfn & 7).read256()
     finally:
         qt.close()

@@ -5,12 +5,14 @@ Used by the fidelity tests, ``crosscheck`` (emulated vs a real QEMU) and ``diff`
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ..errors import one_line, shown
 from ..pci.layout import field_map
 from .dump import PROBE_SKIP
 
-__all__ = ["compare_dumps", "byte_differences", "refusal"]
+__all__ = ["compare_dumps", "byte_differences", "refusal", "as_shown"]
 
 
 def byte_differences(want: bytes, got: bytes, names_from: bytes, skip=frozenset()) -> list[str]:
@@ -38,6 +40,17 @@ def refusal(error: str) -> str:
     return (errors[0] if errors else error).split("\n")[0].split(": ")[-1].strip()
 
 
+_QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+
+
+def as_shown(message: str) -> str:
+    """QEMU's message as virtio_lab words it: every quoted value through
+    :func:`virtio_lab.errors.shown` (control characters and non-UTF-8 bytes escaped, a long
+    value shortened), the whole on one printable line."""
+    text = _QUOTED.sub(lambda m: shown(m[1], "'") if m[1] is not None else shown(m[2], '"'), message)
+    return one_line(text, limit=10 * len(text) + 1)  # escaped, never cut: \U0001f600 is 10
+
+
 def compare_dumps(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     """Every difference between ``got`` and ``want`` (the truth), as readable lines.
 
@@ -47,7 +60,7 @@ def compare_dumps(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     """
     if "error" in want or "error" in got:
         if "error" in want and "error" in got:
-            w = refusal(want["error"])
+            w = as_shown(refusal(want["error"]))
             return [] if w in got["error"] else [f"error: {got['error']!r} lacks {w!r}"]
         return [f"error: {got.get('error')!r} != {want.get('error')!r}"]
     out: list[str] = []

@@ -57,8 +57,9 @@ class Diff:
     other: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
+        """Any difference; two sides QEMU refuses with the same message do not differ."""
         return bool(self.bytes or self.caps or self.bars or self.features or self.other
-                    or any(self.errors))
+                    or self.errors[0] != self.errors[1])
 
     def sections(self) -> list[tuple[str, list[str]]]:
         return [("errors", [f"{s}: {e}" for s, e in zip(("a", "b"), self.errors) if e]),
@@ -68,7 +69,8 @@ class Diff:
     def __str__(self) -> str:
         lines = [f"a: {self.a}", f"b: {self.b}"]
         if not self:
-            return "\n".join(lines + ["no differences"])
+            same = f" (QEMU refuses both: {self.errors[0]})" if self.errors[0] else ""
+            return "\n".join(lines + [f"no differences{same}"])
         for title, items in self.sections():
             if items:
                 lines.append(f"{title} ({len(items)}):")

@@ -11,7 +11,8 @@ def diff_html(d, *, css: bool = True) -> str:
     out = [style_tag() if css else "", '<div class="vl vl-diff">',
            f'<div><b>a:</b> <code>{esc(d.a)}</code><br><b>b:</b> <code>{esc(d.b)}</code></div>']
     if not d:
-        out.append('<div class="vl-ok">no differences</div></div>')
+        same = f" (QEMU refuses both: {esc(d.errors[0])})" if d.errors[0] else ""
+        out.append(f'<div class="vl-ok">no differences{same}</div></div>')
         return "".join(out)
     for title, items in d.sections():
         if not items:
