@@ -224,7 +224,7 @@ MALFORMED = {
     "empty": ("", "line 1: empty input"),
     "blank": ("\n\n  \n", "line 1: empty input"),
     "garbage": ("hello world\nthis is not lspci\n", "no device found"),
-    "missing header": ("\n".join(G[1:]) + "\n", "line 1: hex dump line before any device line"),
+    "missing header mid-way": ("\n".join(G[2:]) + "\n", "line 1: hex dump line before any device line"),
     "header only": (G[0] + "\n", "line 1: device 00:03.0 has no hex dump lines"),
     "odd hex": ("\n".join(G[:3] + [G[3][:-2] + " f"] + G[4:]) + "\n", "line 4: 'f' is not a byte"),
     "three-digit byte": ("\n".join(G[:2] + [G[2].replace(" 00", " 000", 1)] + G[3:]) + "\n", "line 3: '000' is not a byte"),
@@ -238,7 +238,6 @@ MALFORMED = {
     "non-hex chars": ("\n".join(G[:2] + [G[2].replace("00", "zz", 1)] + G[3:]) + "\n", "line 3: 'zz' is not a hex byte"),
     "binary junk": (GOOD.encode()[:60] + b"\x00\x01\xfe\xff junk" + GOOD.encode()[60:], "line 2: binary data"),
     "control char": (GOOD[:30] + "\x07" + GOOD[30:], "line 1: binary data"),
-    "too short": ("\n".join(G[:3]) + "\n", "line 3: device 00:03.0 has only 32 bytes"),
     "starts mid-way": ("\n".join(G[:1] + G[2:]) + "\n", "line 2: offset 0x10 where 0x00 was expected"),
     "too many bytes on a line": ("\n".join(G[:2] + [G[2] + " 00"] + G[3:]) + "\n", "line 3: 17 bytes"),
 }
@@ -316,3 +315,70 @@ def test_parse_dump_domain_and_crlf():
     text = GOOD.replace("00:03.0 ", "0000:00:03.0 ", 1).replace("\n", "\r\n")
     [(bdf, _, line, data)] = parse_dump(text)
     assert bdf == "0000:00:03.0" and line == 1 and len(data) == 256
+
+
+# ----------------------------------------------------------------------------- dumps cut short
+REAL = next(c for c in SHARED if c["id"] == "q35__virtio-net-pci")  # a real QEMU 7.2 capture
+REAL_LINES = hexdump(bytes.fromhex(REAL["config"]), "00:03.0", 3).splitlines()
+
+
+def _cut_at(n: int) -> str:
+    """The real dump as a paste that stops after ``n`` bytes (mid-line, as copied)."""
+    whole, part = divmod(n, 16)
+    lines = REAL_LINES[:1 + whole]
+    if part:
+        lines.append(REAL_LINES[1 + whole][:4 + 3 * part - 1])
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("n", [2, 9, 0x2e, 0x41, 0x64, 0x9c, 0xa5, 0xff])
+def test_a_dump_cut_short_is_decoded_as_far_as_it_goes(n):
+    """Every field the dump reaches reads as in the whole dump; every one it does not is
+    marked; one warning says where it ends and what it cuts."""
+    full = explain("\n".join(REAL_LINES) + "\n")[0]
+    [r] = explain(_cut_at(n))
+    assert r.bytes_available == n and r.config == bytes.fromhex(REAL["config"])[:n]
+    for (where, name, text), (_, _, whole) in zip(r.fields, full.fields):
+        assert text == whole or text == f"not in the dump (it ends at 0x{n:02x})", name
+    reached = {name for _, name, text in r.fields if not text.startswith("not in the dump")}
+    assert ("vendor_id" in reached) == (n >= 2) and ("subsystem" in reached) == (n >= 0x30)
+    assert r.vendor_id == 0x1AF4 and (r.subsystem_id is None) == (n < 0x30)
+    cut = [w for w in r.warnings if f"0x{n:02x}" in w]
+    whole = n >= 0xa4  # the last capability (MSI-X at 0x98, 12 bytes) ends at 0xa4: nothing is cut
+    assert len(cut) == (0 if whole else 1) and len(r.warnings) == len(cut)
+    walked = [c["offset"] for c in r.caps]
+    assert walked == [c["offset"] for c in full.caps][:len(walked)]
+
+
+def test_the_cut_capability_is_named_with_where_the_dump_ends():
+    [r] = explain(_cut_at(0x9c))  # MSI-X at 0x98 holds 12 bytes
+    msix = next(c for c in r.caps if c["offset"] == 0x98)
+    assert msix["cut_at"] == 0x9c and "table_bir" not in msix
+    assert ("the dump ends at 0x9c, inside the MSI-X capability at 0x98 (12 bytes): its fields "
+            "from 0x9c on are not in the dump") in r.warnings
+    [r] = explain(_cut_at(0x64))  # the list points at 0x98, past the end
+    assert "capability at 0x98 lies beyond the 100 bytes available: the dump ends at 0x64, " \
+           "before the rest of the list" in r.warnings
+    [r] = explain(_cut_at(0x20))
+    assert r.warnings == ["the dump ends at 0x20, inside the 64-byte header: the fields from there "
+                          "on are not in it, nor are the capabilities"]
+    assert r.virtio["modern_interface"] is None and r.qemu is None
+
+
+@pytest.mark.parametrize("paste, n", [
+    ("\n".join(REAL_LINES[1:6]) + "\n", 0x50),                      # no bb:dd.f line
+    (_cut_at(0x50)[:-2] + "\n", 0x4f),                               # ends inside a byte
+    (_cut_at(0x40).replace("\n", "\r\n"), 0x40),                     # copied from Windows
+])
+def test_pasted_forms_are_dumps_too(paste, n):
+    [r] = explain(paste)
+    assert r.bytes_available == n and r.vendor_id == 0x1AF4
+
+
+def test_the_cli_explains_a_cut_dump_and_exits_0(tmp_path, capsys):
+    from virtio_lab.cli import main
+    f = tmp_path / "forum-post.txt"
+    f.write_text(_cut_at(0x9c))
+    assert main(["explain", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "156 bytes dumped (cut short" in out and out.count("inside the MSI-X capability") == 1

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, shown
 from .spec import DeviceSpec, unknown_model
 
 __all__ = ["DeviceModel", "QemuCode", "MODELS", "model_for", "supported_types", "Features"]
@@ -627,10 +627,10 @@ def _9p_check(s: DeviceSpec, legacy: bool) -> None:
                              "add fsdev=fs0,mount_tag=share (virtio_lab models a local fsdev)")
     tag = s.value("mount_tag")
     if tag is None:  # an empty tag is a tag (hw/9pfs/9p.c: v9fs_device_realize_common)
-        raise VirtioLabError(f"fsdev with id {s.value('fsdev')} needs mount_tag arguments")
+        raise VirtioLabError(f"fsdev with id {shown(s.value('fsdev'), '')} needs mount_tag arguments")
     n = len(tag.encode())
     if n > MAX_TAG_LEN - 1:  # the tag and its NUL fit MAX_TAG_LEN bytes
-        raise VirtioLabError(f"mount tag '{tag}' ({n} bytes) is longer than maximum "
+        raise VirtioLabError(f"mount tag {shown(tag)} ({n} bytes) is longer than maximum "
                              f"({MAX_TAG_LEN - 1} bytes)")
 
 

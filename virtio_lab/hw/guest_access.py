@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, shown
 from ..pci import regs
 from ..pci.access import ConfigAccess
 from ..pci.bar import Bar, Region
@@ -122,14 +122,14 @@ class VirtioDevice:
 def _common_offset(name: str) -> int:
     """The offset of a common-configuration register, by its spec name."""
     if name not in COMMON_OFFSET:
-        raise VirtioLabError(f"no common-configuration register {name!r}: one of "
+        raise VirtioLabError(f"no common-configuration register {shown(name)}: one of "
                              + ", ".join(COMMON_OFFSET))
     return COMMON_OFFSET[name]
 
 
 def _check_address(addr: int, what: str) -> None:
     if not isinstance(addr, int) or addr < 0:
-        raise VirtioLabError(f"{what} is a non-negative integer, not {addr!r}")
+        raise VirtioLabError(f"{what} is a non-negative integer, not {shown(addr)}")
 
 
 def _hex(v: int, size: int) -> str:
@@ -420,7 +420,7 @@ class GuestDevice(ConfigAccess):
     def _split(self, offset: int, size: int) -> Iterator[tuple[int, int, int]]:
         if size not in (1, 2, 4, 8) or not isinstance(offset, int) or offset < 0:
             raise VirtioLabError(f"a BAR access is 1, 2, 4 or 8 bytes at a non-negative offset, "
-                                 f"not {size!r} bytes at {offset!r}")
+                                 f"not {shown(size)} bytes at {shown(offset)}")
         # regions implement at most 4 bytes: the memory core splits a quad access in two
         if size == 8:
             yield offset, 4, 0

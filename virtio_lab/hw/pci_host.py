@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, shown
 from .board import BOARD
 
 __all__ = ["PciHost", "config_address", "decode_config_address", "ecam_offset", "ECAM_BASE",
@@ -42,7 +42,7 @@ def config_address(bus: int, device: int, function: int, offset: int) -> int:
     for name, value, top in (("bus", bus, 0xFF), ("device", device, 0x1F), ("function", function, 7),
                              ("offset", offset, 0xFF)):
         if not isinstance(value, int) or not 0 <= value <= top:
-            raise VirtioLabError(f"the {name} is 0-{top:#x} through port 0xcf8, not {value!r}"
+            raise VirtioLabError(f"the {name} is 0-{top:#x} through port 0xcf8, not {shown(value)}"
                                  + (" (offsets past 0xff need ECAM)" if name == "offset" else ""))
     return ENABLE | bus << 16 | device << 11 | function << 8 | offset & 0xFC
 
@@ -56,7 +56,7 @@ def decode_config_address(value: int) -> dict[str, int]:
 def ecam_offset(bus: int, device: int, function: int, offset: int) -> int:
     """The offset from the ECAM base of ``offset`` in bus:device.function (12 offset bits)."""
     if not isinstance(offset, int) or not 0 <= offset <= 0xFFF:
-        raise VirtioLabError(f"an ECAM offset is 0-0xfff (4 KiB a function), not {offset!r}")
+        raise VirtioLabError(f"an ECAM offset is 0-0xfff (4 KiB a function), not {shown(offset)}")
     return bus << 20 | device << 15 | function << 12 | offset
 
 
@@ -120,7 +120,7 @@ class PciHost:
     @staticmethod
     def _size(size: int) -> None:
         if size not in (1, 2, 4):
-            raise VirtioLabError(f"a port or config access is 1, 2 or 4 bytes, not {size!r}")
+            raise VirtioLabError(f"a port or config access is 1, 2 or 4 bytes, not {shown(size)}")
 
     # ------------------------------------------------------ mechanism #1 (ports)
     def io_write(self, port: int, value: int, size: int) -> None:

@@ -297,7 +297,8 @@ def describe(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
     (``config 0x050-0x051 PCI Express cap @0x40.lnkctl: emulated 40 00, real 00 00``),
     extended-space bytes after the real extended capability list.
     """
-    from ..text.compare import compare_dumps
+    from ..errors import shown
+    from ..text.compare import compare_dumps, refusal
     lines = compare_dumps(real, emulated)
     if "error" in real or "error" in emulated:
         if not lines:
@@ -305,10 +306,12 @@ def describe(real: dict[str, Any], emulated: dict[str, Any]) -> list[str]:
         r = real.get("error")
         e = emulated.get("error")
         if r and e:
-            return [f"refusal text differs: real {r!r}, emulated {e!r}"]
+            return [f"refusal text differs: real {shown(refusal(r), limit=200)}, emulated "
+                    f"{shown(e, limit=200)}"]
         if r:
-            return [f"real QEMU refuses ({r}) but the emulation plugs the device"]
-        return [f"the emulation refuses ({e}) but real QEMU plugs the device"]
+            return [f"real QEMU refuses ({shown(refusal(r), '', 200)}) but the emulation plugs "
+                    "the device"]
+        return [f"the emulation refuses ({shown(e, '', 200)}) but real QEMU plugs the device"]
     ext_labels = _labels(real["config_ext"]) if real.get("config_ext") else None
     byte_diffs: list[tuple[str, int, str, str, str]] = []
     other: list[str] = []

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
 from ..pci import regs
 from ..pci.bits import get_le
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
@@ -69,6 +69,13 @@ _HEX_INDENTED = re.compile(r"^\s+[0-9a-fA-F]{2,3}:(\s+[0-9a-fA-F]{2}){1,16}\s*$"
 _BYTE = re.compile(r"^[0-9a-fA-F]{2}$")
 
 
+#: The line lspci prints 16 bytes at a time: parsed in one step (most of a dump's lines).
+_HEX_FULL = re.compile(r"([0-9a-fA-F]{2,3}): ((?:[0-9a-fA-F]{2} ){15}[0-9a-fA-F]{2})[ \t\r]*")
+
+#: The device explain reports for hex lines pasted without their ``bb:dd.f`` line.
+NO_BDF = "??:??.?"
+
+
 @dataclass
 class _Block:
     bdf: str
@@ -76,6 +83,8 @@ class _Block:
     line: int
     data: bytearray = field(default_factory=bytearray)
     last_line: int = 0
+    #: the line that holds fewer than 16 bytes, and why: fine if it is the device's last
+    short: tuple[int, str] | None = None
 
 
 def _text(data: str | bytes) -> str:
@@ -87,48 +96,52 @@ def _text(data: str | bytes) -> str:
             line = data[:err.start].count(b"\n") + 1
             raise VirtioLabError(f"line {line}: binary data (byte 0x{data[err.start]:02x}), "
                                  "not lspci text") from None
+    elif isinstance(data, str):
+        s = data
     else:
-        s = str(data)
-    for m in re.finditer(r"[\x00-\x08\x0b\x0e-\x1f\x7f]", s):
+        raise VirtioLabTypeError(f"explain() takes lspci text (str or bytes), not {type_name(data)}")
+    m = _CONTROL.search(s)
+    if m:
         line = s.count("\n", 0, m.start()) + 1
         raise VirtioLabError(f"line {line}: binary data (control byte 0x{ord(m.group()):02x}), "
                              "not lspci text")
     return s
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def parse_dump(data: str | bytes) -> list[tuple[str, str, int, bytes]]:
-    """Split lspci hex-dump text into devices: ``[(bdf, header line, line number, bytes)]``."""
+    """Split lspci hex-dump text into devices: ``[(bdf, header line, line number, bytes)]``.
+
+    A dump may stop anywhere (a forum post cut short): its bytes run from offset 0 to where
+    the text ends, the last line may hold fewer than 16 bytes (a last byte cut to one
+    digit is dropped), and hex lines pasted without their ``bb:dd.f`` line are one device
+    (bdf :data:`NO_BDF`). What is refused is what is not a dump: binary data, no hex line
+    at all, a hex line that is not lspci's, offsets out of order. Linear in the input."""
     text = _text(data)
     if not text.strip():
         raise VirtioLabError("line 1: empty input: expected lspci -x, -xxx or -xxxx output "
                              "(a 'bb:dd.f ...' line, then 'xx: ..' hex lines)")
     blocks: list[_Block] = []
     cur: _Block | None = None
-
-    def close(b: _Block | None) -> None:
-        if b is None:
-            return
-        if not b.data:
-            raise VirtioLabError(f"line {b.line}: device {b.bdf} has no hex dump lines "
-                                 "(run lspci with -x, -xxx or -xxxx)")
-        if len(b.data) < 64:
-            raise VirtioLabError(f"line {b.last_line}: device {b.bdf} has only {len(b.data)} bytes; "
-                                 "lspci -x prints at least 64 (truncated paste?)")
-
     lines = text.split("\n")
-    for no, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r")
+    for no, line in enumerate(lines, 1):
+        m = _HEX_FULL.fullmatch(line)
+        if m and cur is not None and cur.short is None and int(m[1], 16) == len(cur.data) < 4096:
+            cur.data += bytes.fromhex(m[2])  # the common line, in one step
+            cur.last_line = no
+            continue
+        line = line.rstrip("\r")
         if not line.strip():
             if cur is not None and cur.data:
-                close(cur)
                 cur = None
             continue
-        m = _HEADER.match(line)
-        if m:
-            close(cur)
-            bdf = f"{m['bus']}:{m['dev']}.{m['fn']}".lower()
-            if m["dom"]:
-                bdf = f"{m['dom'].lower()}:{bdf}"
+        h = _HEADER.match(line)
+        if h:
+            bdf = f"{h['bus']}:{h['dev']}.{h['fn']}".lower()
+            if h["dom"]:
+                bdf = f"{h['dom'].lower()}:{bdf}"
             cur = _Block(bdf, line, no)
             blocks.append(cur)
             continue
@@ -139,20 +152,27 @@ def parse_dump(data: str | bytes) -> list[tuple[str, str, int, bytes]]:
         hm = _HEXISH.match(line)
         if not hm:
             continue  # prose, a shell prompt, lspci's stderr noise...
-        _hex_line(cur, no, hm["off"], hm["rest"], line)
-    close(cur)
-    if not blocks:
-        raise VirtioLabError(f"line {len(lines)}: no device found: expected a 'bb:dd.f Class: Vendor "
-                             "Device' line followed by 'xx: ..' hex lines (lspci -x, -xxx or -xxxx output)")
+        if cur is None and int(hm["off"], 16) == 0 and 2 <= len(hm["off"]) <= 3:
+            cur = _Block(NO_BDF, "", no)  # hex lines pasted without their device line
+            blocks.append(cur)
+        _hex_line(cur, no, hm["off"], hm["rest"])
+    if not any(b.data for b in blocks):
+        if blocks:
+            raise VirtioLabError(f"line {blocks[0].line}: device {blocks[0].bdf} has no hex dump "
+                                 "lines (run lspci with -x, -xxx or -xxxx)")
+        raise VirtioLabError(f"line {len(lines)}: no device found: expected a 'bb:dd.f Class: "
+                             "Vendor Device' line followed by 'xx: ..' hex lines (lspci -x, -xxx "
+                             "or -xxxx output)")
     return [(b.bdf, b.header, b.line, bytes(b.data)) for b in blocks]
 
 
-def _hex_line(cur: _Block | None, no: int, off_text: str, rest: str, line: str) -> None:
+def _hex_line(cur: _Block | None, no: int, off_text: str, rest: str) -> None:
     if cur is None:
         raise VirtioLabError(f"line {no}: hex dump line before any device line (expected "
                              "'bb:dd.f Class: Vendor Device' first, as lspci -x prints)")
     if not 2 <= len(off_text) <= 8:
-        raise VirtioLabError(f"line {no}: bad offset '{off_text}:' (lspci writes 2 or 3 hex digits)")
+        raise VirtioLabError(f"line {no}: bad offset {shown(off_text + ':', limit=20)} (lspci "
+                             "writes 2 or 3 hex digits)")
     off = int(off_text, 16)
     if off % 16:
         raise VirtioLabError(f"line {no}: bad offset 0x{off:x}: lspci starts a line every 16 bytes")
@@ -160,6 +180,8 @@ def _hex_line(cur: _Block | None, no: int, off_text: str, rest: str, line: str) 
         raise VirtioLabError(f"line {no}: offset 0x{off:x} is beyond 4096 bytes, the end of PCIe "
                              "config space")
     expected = len(cur.data)
+    if cur.short:  # a short line is where a paste ends; one the dump goes on after is broken
+        raise VirtioLabError(f"line {cur.short[0]}: {cur.short[1]} (and the dump goes on at line {no})")
     if off < expected:
         raise VirtioLabError(f"line {no}: duplicate offset 0x{off:02x} (device {cur.bdf} already has "
                              f"bytes up to 0x{expected - 1:02x})")
@@ -167,17 +189,27 @@ def _hex_line(cur: _Block | None, no: int, off_text: str, rest: str, line: str) 
         raise VirtioLabError(f"line {no}: offset 0x{off:02x} where 0x{expected:02x} was expected "
                              "(lines missing or out of order)")
     tokens = rest.split()
+    half = None
+    if tokens and len(tokens[-1]) == 1 and tokens[-1] in _HEX_DIGITS and len(tokens) <= 16:
+        half = tokens.pop()  # the paste ends inside a byte: the half byte says nothing
     for t in tokens:
         if not _BYTE.match(t):
             if re.fullmatch(r"[0-9a-fA-F]+", t):
-                raise VirtioLabError(f"line {no}: '{t}' is not a byte: lspci prints two hex digits "
-                                     "per byte")
-            raise VirtioLabError(f"line {no}: '{t}' is not a hex byte")
-    if len(tokens) != 16:
+                raise VirtioLabError(f"line {no}: {shown(t, limit=20)} is not a byte: lspci prints "
+                                     "two hex digits per byte")
+            raise VirtioLabError(f"line {no}: {shown(t, limit=20)} is not a hex byte")
+    if len(tokens) > 16:
         raise VirtioLabError(f"line {no}: {len(tokens)} bytes at 0x{off:02x}; lspci prints 16 per "
-                             "line (truncated line?)")
-    cur.data += bytes(int(t, 16) for t in tokens)
+                             "line")
+    cur.data += bytes.fromhex("".join(tokens))
     cur.last_line = no
+    if half is not None:
+        cur.short = (no, f"{shown(half)} is not a byte: lspci prints two hex digits per byte")
+    elif len(tokens) < 16:
+        cur.short = (no, f"{len(tokens)} bytes at 0x{off:02x}; lspci prints 16 per line")
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -189,13 +221,14 @@ class DeviceReport:
     header: str
     line: int
     config: bytes
-    vendor_id: int
-    device_id: int
-    revision: int
-    class_code: int  # class word: base << 8 | subclass (lspci -nn's [0200])
-    prog_if: int
-    subsystem_vendor: int
-    subsystem_id: int
+    # None: the field lies past the end of the dump
+    vendor_id: int | None
+    device_id: int | None
+    revision: int | None
+    class_code: int | None  # class word: base << 8 | subclass (lspci -nn's [0200])
+    prog_if: int | None
+    subsystem_vendor: int | None
+    subsystem_id: int | None
     fields: list[tuple[str, str, str]] = field(default_factory=list)  # (where, name, explanation)
     bars: list[dict[str, Any]] = field(default_factory=list)
     caps: list[dict[str, Any]] = field(default_factory=list)
@@ -325,15 +358,43 @@ def cap_explanation(c: dict[str, Any]) -> str:
     return ""
 
 
-def _header_fields(r: DeviceReport, cfg: bytes) -> None:
+#: The header fields explain names: (offset, width, name).
+_HEADER_FIELDS = ((0x00, 2, "vendor_id"), (0x02, 2, "device_id"), (0x04, 2, "command"),
+                  (0x06, 2, "status"), (0x08, 1, "revision"), (0x09, 3, "class"),
+                  (0x0C, 1, "cache_line_size"), (0x0E, 1, "header_type"), (0x2C, 4, "subsystem"),
+                  (0x30, 4, "rom_address"), (0x34, 1, "capabilities_ptr"), (0x3C, 2, "interrupt"))
+_FIELD_END = {name: off + width for off, width, name in _HEADER_FIELDS}
+
+
+def _not_dumped(n: int) -> str:
+    return f"not in the dump (it ends at 0x{n:02x})"
+
+
+def _header_fields(r: DeviceReport, cfg: bytes, n: int) -> None:
+    """The header's fields from ``cfg`` (the dump, zero-padded to 64 bytes); a field past
+    the ``n`` bytes dumped is marked as not in the dump."""
+    _header_texts(r, cfg)
+    for i, (where, name, text) in enumerate(r.fields):
+        end = _FIELD_END.get(name)
+        if end is None:  # a BAR: its own dword (two for a 64-bit one)
+            b = next(b for b in r.bars if f"bar{b['index']}" == name)
+            end = 0x14 + 4 * b["index"] + (4 if b["kind"] == "mem64" else 0)
+        if end > n:
+            r.fields[i] = (where, name, _not_dumped(n))
+    for b in r.bars:
+        if 0x14 + 4 * b["index"] > n:
+            b.update(kind="not dumped", address=None)
+
+
+def _header_texts(r: DeviceReport, cfg: bytes) -> None:
     cmd, sta = get_le(cfg, 4, 2), get_le(cfg, 6, 2)
     f = r.fields
-    vendor = "Red Hat / Qumranet: the virtio vendor" if r.vendor_id == 0x1AF4 else "vendor"
-    f.append(("0x00", "vendor_id", f"0x{r.vendor_id:04x} ({vendor})"))
-    did = r.device_id
-    if r.vendor_id == 0x1AF4 and 0x1000 <= did <= 0x103F:
+    vid, did = get_le(cfg, 0, 2), get_le(cfg, 2, 2)
+    vendor = "Red Hat / Qumranet: the virtio vendor" if vid == 0x1AF4 else "vendor"
+    f.append(("0x00", "vendor_id", f"0x{vid:04x} ({vendor})"))
+    if vid == 0x1AF4 and 0x1000 <= did <= 0x103F:
         dmeaning = "transitional/legacy virtio id: the virtio type is the subsystem id"
-    elif r.vendor_id == 0x1AF4 and 0x1040 <= did <= 0x107F:
+    elif vid == 0x1AF4 and 0x1040 <= did <= 0x107F:
         dmeaning = f"modern virtio id 0x1040 + {did - 0x1040} ({VIRTIO_TYPES.get(did - 0x1040, 'type')})"
     else:
         dmeaning = "device id"
@@ -347,8 +408,9 @@ def _header_fields(r: DeviceReport, cfg: bytes) -> None:
                          (0x2000, "master abort"), (0x4000, "SERR signalled"),
                          (0x8000, "parity error detected")) if sta & m]
     f.append(("0x06", "status", f"0x{sta:04x} ({', '.join(sb) or 'none'})"))
-    f.append(("0x08", "revision", f"0x{r.revision:02x} ({'modern-only devices use 1' if r.revision else '0: transitional or legacy'})"))
-    f.append(("0x09", "class", f"0x{r.class_code:04x} prog-if 0x{r.prog_if:02x}"))
+    rev = cfg[8]
+    f.append(("0x08", "revision", f"0x{rev:02x} ({'modern-only devices use 1' if rev else '0: transitional or legacy'})"))
+    f.append(("0x09", "class", f"0x{get_le(cfg, 0x0A, 2):04x} prog-if 0x{cfg[9]:02x}"))
     f.append(("0x0c", "cache_line_size", f"{cfg[0x0C]} (firmware writes it)"))
     ht = cfg[0x0E]
     f.append(("0x0e", "header_type", f"0x{ht:02x} (type {ht & 0x7F}"
@@ -363,7 +425,7 @@ def _header_fields(r: DeviceReport, cfg: bytes) -> None:
         kind = {"io": "I/O", "mem32": "32-bit memory", "mem64": "64-bit memory"}.get(b["kind"], b["kind"])
         pre = ", prefetchable" if b.get("prefetchable") else ""
         f.append((where, f"bar{b['index']}", f"{kind}{pre} at {addr} (address: firmware state)"))
-    f.append(("0x2c", "subsystem", f"{r.subsystem_vendor:04x}:{r.subsystem_id:04x}"))
+    f.append(("0x2c", "subsystem", f"{get_le(cfg, 0x2C, 2):04x}:{get_le(cfg, 0x2E, 2):04x}"))
     rom = get_le(cfg, 0x30, 4)
     f.append(("0x30", "rom_address", f"0x{rom:08x}" + (" (firmware placed the option ROM)" if rom else
                                                        " (not placed: ROM size is not visible in a dump)")))
@@ -375,22 +437,23 @@ def _header_fields(r: DeviceReport, cfg: bytes) -> None:
 def _virtio_checks(r: DeviceReport, cfg: bytes) -> None:
     did = r.device_id
     legacy_id = did < 0x1040
-    vtype = r.subsystem_id if legacy_id else did - 0x1040
+    vtype = r.subsystem_id if legacy_id else did - 0x1040  # None: the subsystem id is not dumped
     vcaps = [c for c in r.caps if c["id"] == regs.CapID.VNDR and "cfg_type" in c]
     by_type: dict[int, dict[str, Any]] = {}
     for c in vcaps:
         by_type.setdefault(c["cfg_type"], c)  # Linux takes the first of each type
-    modern = 1 in by_type
+    modern = 1 in by_type if r.caps_ok else None  # None: the capabilities are not in the dump
     r.virtio = {"type": vtype, "name": VIRTIO_TYPES.get(vtype, "unknown"),
                 "id_kind": "transitional" if legacy_id else "modern",
                 "legacy_interface": legacy_id, "modern_interface": modern}
     w = r.warnings
     if legacy_id:
-        r.notes.append(f"transitional/legacy id 0x{did:04x}: virtio type {vtype} "
-                       f"({VIRTIO_TYPES.get(vtype, 'unknown')}) from the subsystem id; the legacy "
+        which = (f"virtio type {vtype} ({VIRTIO_TYPES.get(vtype, 'unknown')}) from the subsystem id"
+                 if vtype is not None else "the virtio type is the subsystem id, past the dump's end")
+        r.notes.append(f"transitional/legacy id 0x{did:04x}: {which}; the legacy "
                        "virtio 0.9.5 header lives in BAR0 (I/O)")
         b0, _ = _bar_of(r.bars, 0)
-        if b0 and b0["kind"] not in ("io", "unknown"):
+        if b0 and b0["kind"] not in ("io", "unknown", "not dumped"):
             w.append(f"BAR0 is {b0['kind']}, but a transitional virtio device needs its legacy "
                      "header in an I/O BAR0 (virtio spec 4.1.5.1.1.1)")
         if not vcaps and r.caps_ok:
@@ -447,39 +510,83 @@ def _virtio_checks(r: DeviceReport, cfg: bytes) -> None:
 
 
 def _decode(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
+    n = len(cfg)
+    full = cfg + bytes(64 - n) if n < 64 else cfg  # the header, zeros past the dump (marked)
+
+    def at(offset: int, width: int) -> int | None:
+        return get_le(full, offset, width) if offset + width <= n else None
+
     r = DeviceReport(bdf=bdf, header=header, line=line, config=cfg,
-                     vendor_id=get_le(cfg, 0, 2), device_id=get_le(cfg, 2, 2), revision=cfg[8],
-                     class_code=get_le(cfg, 0x0A, 2), prog_if=cfg[9],
-                     subsystem_vendor=get_le(cfg, 0x2C, 2), subsystem_id=get_le(cfg, 0x2E, 2))
+                     vendor_id=at(0, 2), device_id=at(2, 2), revision=at(8, 1),
+                     class_code=at(0x0A, 2), prog_if=at(9, 1),
+                     subsystem_vendor=at(0x2C, 2), subsystem_id=at(0x2E, 2))
     if r.vendor_id == 0xFFFF:
         r.warnings.append("vendor id 0xffff: no device answered (or the dump is all ones)")
-    if cfg[0x0E] & 0x7F:
+    if n > 0x0E and cfg[0x0E] & 0x7F:
         r.warnings.append(f"header type {cfg[0x0E] & 0x7F}: not a type 0 endpoint; decoded as type 0")
-    r.bars = [{k: v for k, v in b.items() if k != "raw"} for b in _bar_kinds(cfg)]
-    _header_fields(r, cfg)
+    r.bars = [{k: v for k, v in b.items() if k != "raw"} for b in _bar_kinds(full)]
+    _header_fields(r, full, n)  # (marks the BARs past the dump too)
     walk = walk_capabilities(cfg)
-    is_virtio = r.vendor_id == 0x1AF4 and 0x1000 <= r.device_id <= 0x107F
+    is_virtio = r.vendor_id == 0x1AF4 and r.device_id is not None and 0x1000 <= r.device_id <= 0x107F
     r.caps = [_decode_cap(cfg, c, is_virtio) for c in walk.caps]
     for c in r.caps:
         c["explanation"] = cap_explanation(c)
-    for c in walk.caps:
-        if c.offset + c.length > len(cfg):
-            r.warnings.append(f"{_CAP_NAMES.get(c.id, 'capability')} at 0x{c.offset:02x} is cut off "
-                              f"by the end of the dump ({len(cfg)} bytes)")
-    r.warnings += list(walk.problems)
-    r.caps_ok = not any("beyond" in p for p in walk.problems) and len(cfg) >= 64
-    if any("beyond" in p for p in walk.problems):
-        r.notes.append("the dump is too short for the capability list: use lspci -xxx (256 bytes)")
-    if len(cfg) > 256:
+    cut = _cut(r, walk, n)
+    r.warnings += [p for p in walk.problems if "beyond" not in p and "too short" not in p]
+    r.caps_ok = cut is None
+    if cut:
+        r.warnings.append(cut)
+        if n < 256:
+            r.notes.append("the dump is too short for the capability list: use lspci -xxx (256 bytes)")
+    if n > 256:
         r.ext_caps = [{**e.as_dict(), "name": _EXT_NAMES.get(e.id, f"extended capability 0x{e.id:04x}")}
                       for e in walk_ext_capabilities(cfg)]
     if is_virtio:
-        _virtio_checks(r, cfg)
+        _virtio_checks(r, full)
         try:
             r.qemu = _match_qemu(r, cfg)
         except VirtioLabError:  # pragma: no cover - candidate specs are built to be valid
             r.qemu = None
     return r
+
+
+#: The size of the capabilities whose size their id gives (MSI-X 12, PM 8, PCIe v2 60).
+_CAP_SIZES = {regs.CapID.MSIX: 12, regs.CapID.PM: regs.PCI_PM_SIZEOF,
+              regs.CapID.EXP: regs.PCI_EXP_VER2_SIZEOF}
+
+
+def _cap_size(cfg: bytes, c) -> int:
+    """How many bytes capability ``c`` spans, as far as the dump can tell: by its id, by its
+    own length byte (vendor-specific), by its flags (MSI: 64-bit address, per-vector mask)."""
+    o, n = c.offset, len(cfg)
+    if c.id == regs.CapID.VNDR:
+        return max(cfg[o + 2], 3) if o + 2 < n else 3
+    if c.id == regs.CapID.MSI:
+        if o + 4 > n:
+            return 4
+        flags = get_le(cfg, o + 2, 2)
+        return 10 + (4 if flags & 0x80 else 0) + (10 if flags & 0x100 else 0)
+    return max(_CAP_SIZES.get(c.id, 2), c.length)
+
+
+def _cut(r: DeviceReport, walk, n: int) -> str | None:
+    """The one warning a dump cut short gets: where it ends, and which structure it cuts
+    (the header, a capability, or the list before the capability it points to); None
+    when every structure the dump shows is whole."""
+    if n < regs.PCI_CONFIG_HEADER_SIZE:
+        return (f"the dump ends at 0x{n:02x}, inside the 64-byte header: the fields from there "
+                "on are not in it, nor are the capabilities")
+    for c, d in zip(walk.caps, r.caps):
+        size = _cap_size(r.config, c)
+        if c.offset + size > n:
+            d["cut_at"] = n
+            return (f"the dump ends at 0x{n:02x}, inside the {d['name']} capability at "
+                    f"0x{c.offset:02x} ({size} bytes): its fields from 0x{n:02x} on are not "
+                    "in the dump")
+    beyond = next((p for p in walk.problems if "beyond" in p), None)
+    if beyond:
+        return f"{beyond}: the dump ends at 0x{n:02x}, before the rest of the list"
+    return None
 
 
 DeviceReport.caps_ok = True  # type: ignore[attr-defined]
@@ -594,7 +701,7 @@ def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
     vcaps = [c for c in r.caps if c["id"] == regs.CapID.VNDR and "cfg_type" in c]
     if has_exp:
         machines = [("q35", True)]
-    elif r.bdf.split(":")[-2] != "00":
+    elif r.bdf != NO_BDF and r.bdf.split(":")[-2] != "00":
         machines = [("q35", True), ("pc", False)]
     else:
         machines = [("pc", False), ("q35", False)]
@@ -708,7 +815,8 @@ def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
             "note": ("options outside PCI config space (MAC, features, queue sizes, ROM file, "
                      "backends) cannot be recovered from a dump")
             + (f"; only {len(cfg)} bytes were dumped, so capabilities were not compared"
-               if len(cfg) < 256 else "")
+               if len(cfg) <= 64 else f"; only {len(cfg)} bytes were dumped, so nothing from "
+               f"0x{len(cfg):02x} on was compared" if len(cfg) < 256 else "")
             + ("; q35 without a root port gives the same bytes" if machine == "pc" else "")}
 
 
@@ -738,14 +846,21 @@ def render(reports: list[DeviceReport]) -> str:
     out: list[str] = []
     for r in reports:
         head = r.header.strip()
+        head = head or "hex lines without their bb:dd.f device line"
         out.append(f"{r.bdf}  (line {r.line}: {head if len(head) <= 70 else head[:69] + '…'})")
-        out.append(f"  {r.bytes_available} bytes dumped"
-                   + ("" if r.bytes_available >= 256 else " (lspci -x: capabilities need -xxx)"))
+        n = r.bytes_available
+        out.append(f"  {n} bytes dumped" + ("" if n in (256, 4096) else
+                                            " (lspci -x: capabilities need -xxx)" if n == 64 else
+                                            " (cut short: what lies past the end is marked)"))
         if r.virtio:
             v = r.virtio
-            out.append(f"  virtio {v['name']} (type {v['type']}), {v['id_kind']} id; interfaces: "
-                       + ", ".join(n for n, on in (("legacy", v["legacy_interface"]),
-                                                   ("modern", v["modern_interface"])) if on))
+            interfaces = [name for name, on in (("legacy", v["legacy_interface"]),
+                                                ("modern", v["modern_interface"])) if on]
+            if v["modern_interface"] is None:
+                interfaces.append("modern: not known (the capabilities are not in the dump)")
+            kind = f"type {v['type']}" if v["type"] is not None else "its type is not in the dump"
+            out.append(f"  virtio {v['name']} ({kind}), {v['id_kind']} id; interfaces: "
+                       + ", ".join(interfaces))
         out.append("  Header")
         for where, name, text in r.fields:
             out.append(f"    {where:5} {name:17} {text}")

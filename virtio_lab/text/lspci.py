@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, shown
 from ..pci import regs
 from ..pci.bits import get_le
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
@@ -109,7 +109,7 @@ def _level(level: int | str) -> int:
     if isinstance(level, str):
         s = level.lstrip("-")
         if not s or set(s) != {"x"} or len(s) > 4:
-            raise VirtioLabError(f"bad hex dump level {level!r}: use -x, -xxx or -xxxx")
+            raise VirtioLabError(f"bad hex dump level {shown(level)}: use -x, -xxx or -xxxx")
         level = len(s)
     if level not in LEVELS:
         raise VirtioLabError(f"bad hex dump level {level}: use 1 (-x), 3 (-xxx) or 4 (-xxxx)")

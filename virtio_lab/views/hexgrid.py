@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Any, Iterable
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, shown
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
 from ..course.glossary import tip as glossary_tip
 from ..pci.layout import Label
@@ -44,7 +44,7 @@ def selection_offsets(config: bytes, select: Any) -> frozenset[int]:
         return frozenset()
     if isinstance(select, (set, frozenset, list, tuple, range)):
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in select):
-            raise VirtioLabError(f"select offsets are integers, not {select!r}"[:200])
+            raise VirtioLabError(f"select offsets are integers, not {shown(select)}")
         return frozenset(select)
     labels = labels_for(bytes(config))
     if isinstance(select, int):
@@ -69,7 +69,7 @@ def selection_offsets(config: bytes, select: Any) -> frozenset[int]:
         return frozenset(int(x) for x in select)
     except (TypeError, ValueError):
         raise VirtioLabError(f"select names a capability offset, a field or structure name, or "
-                             f"offsets, not {select!r}"[:200]) from None
+                             f"offsets, not {shown(select)}") from None
 
 
 def _field_tip(config: bytes, lab) -> str:
@@ -152,7 +152,7 @@ def hex_grid_html(source: Any, step: int | None = None, *, radix: str = "hex", s
     shows 0x100..0xfff (default: when the device has a 4 KiB config space).
     """
     if radix not in RADIXES:
-        raise VirtioLabError(f"radix must be one of {', '.join(RADIXES)}, not {radix!r}")
+        raise VirtioLabError(f"radix must be one of {', '.join(RADIXES)}, not {shown(radix)}")
     state, ev, _ = resolve(source, step)
     if written is None:
         written = ev.touched("config") if ev is not None else frozenset()
