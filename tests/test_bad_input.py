@@ -73,7 +73,8 @@ def _refusals() -> list[Bad]:
 QEMU_ROWS = _refusals()
 
 # -- everything else a learner can type ---------------------------------------------
-_TRUNCATED = b"00:03.0 Ethernet controller: Red Hat, Inc. Virtio network device\n00: f4 1a 00 10\n"
+_TRUNCATED = (b"00:03.0 Ethernet controller: Red Hat, Inc. Virtio network device\n00: f4 1a 00 10\n"
+              b"10: 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n")  # a short line mid-dump
 _NO_HEX = b"00:03.0 Ethernet controller: Red Hat, Inc. Virtio network device\n\n"
 _NEWER = json.dumps({"format": FORMAT, "version": 99, "spec": "virtio-net-pci"}).encode()
 _NOT_SESSION = b'{"cells": [], "nbformat": 4}'

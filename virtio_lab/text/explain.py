@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
@@ -509,7 +510,39 @@ def _virtio_checks(r: DeviceReport, cfg: bytes) -> None:
                                  "(BAR of the wrong kind)")
 
 
+#: Reports already made, by (config bytes, on bus 0): the same bytes always explain the same
+#: way, and a dump of many devices repeats a few (a fleet's VMs, a host's virtual functions).
+_REPORTS: dict[tuple[bytes, bool], DeviceReport] = {}
+_REPORTS_MAX = 2048
+
+
+def _on_bus0(bdf: str) -> bool:
+    return bdf == NO_BDF or bdf.split(":")[-2] == "00"
+
+
 def _decode(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
+    key = (cfg, _on_bus0(bdf))
+    done = _REPORTS.get(key)
+    if done is None:
+        if len(_REPORTS) >= _REPORTS_MAX:
+            _REPORTS.clear()
+        done = _REPORTS[key] = _decode_bytes(bdf, header, line, cfg)
+    return _copy(done, bdf, header, line)
+
+
+def _copy(r: DeviceReport, bdf: str, header: str, line: int) -> DeviceReport:
+    """``r`` for another device with the same bytes: nothing of it shared but immutable values."""
+    qemu = None if r.qemu is None else {**r.qemu, "differences": [dict(d) for d in r.qemu["differences"]]}
+    copy = DeviceReport(bdf, header, line, r.config, r.vendor_id, r.device_id, r.revision,
+                        r.class_code, r.prog_if, r.subsystem_vendor, r.subsystem_id, list(r.fields),
+                        [dict(b) for b in r.bars], [dict(c) for c in r.caps],
+                        [dict(e) for e in r.ext_caps], list(r.warnings), list(r.notes),
+                        None if r.virtio is None else dict(r.virtio), qemu)
+    copy.caps_ok = r.caps_ok
+    return copy
+
+
+def _decode_bytes(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
     n = len(cfg)
     full = cfg + bytes(64 - n) if n < 64 else cfg  # the header, zeros past the dump (marked)
 
@@ -640,27 +673,49 @@ def _firmware_mask(cand: bytes, kinds: dict[int, str]) -> dict[int, int]:
     return m
 
 
-def _compare(dump: bytes, cand: bytes, kinds: dict[int, str]) -> tuple[int, list[int], list[int]]:
+@dataclass(frozen=True)
+class _Candidate:
+    """A plugged candidate spec: its config bytes, as an integer too, and the bits compared
+    (everything but firmware/driver state), for a comparison in a few integer operations."""
+
+    config: bytes
+    value: int
+    compared: int
+
+
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+def _positions(x: int, n: int) -> list[int]:
+    """The offsets of the bytes of ``x`` (little-endian, ``n`` bytes) that are not zero."""
+    return [m.start() for m in _NONZERO.finditer(x.to_bytes(n, "little"))] if x else []
+
+
+def _compare(dump: bytes, cand: _Candidate) -> tuple[int, list[int], list[int]]:
     """(structural difference count, structural offsets, firmware-state offsets)."""
-    n = min(len(dump), len(cand)) if len(dump) <= 256 or len(cand) > 256 else 256
-    mask = _firmware_mask(cand, kinds)
-    real, fw = [], []
-    for i in range(n):
-        a, b = dump[i], cand[i]
-        if a == b:
-            continue
-        ign = mask.get(i, 0)
-        if (a & ~ign) != (b & ~ign):
-            real.append(i)
-        else:
-            fw.append(i)
-    if len(dump) > 256 and len(cand) <= 256:
-        extra = [i for i in range(256, len(dump)) if dump[i] not in (0, 0xFF)]
-        real += extra[:64]
+    n = min(len(dump), len(cand.config)) if len(dump) <= 256 or len(cand.config) > 256 else 256
+    width = (1 << (8 * n)) - 1
+    x = (int.from_bytes(dump[:n], "little") ^ cand.value) & width
+    real = _positions(x & cand.compared, n)
+    fw = [i for i in _positions(x & ~cand.compared, n) if i not in set(real)] if x else []
+    if len(dump) > 256 and len(cand.config) <= 256:
+        real += [m.start() + 256 for m in _EXTRA.finditer(dump, 256)][:64]
     return len(real), real, fw
 
 
-def _plug_cfg(spec: str, machine: str, rp: bool) -> tuple[bytes, dict[int, str]] | None:
+_EXTRA = re.compile(rb"[^\x00\xff]")
+
+
+@lru_cache(maxsize=256)
+def _labels(config: bytes):
+    """Each byte's field in a candidate's config space (one field map per candidate)."""
+    from ..pci.layout import field_map
+    return field_map(config if len(config) in (256, 4096) else (config + b"\0" * 256)[:256])
+
+
+@lru_cache(maxsize=2048)
+def _candidate(spec: str, machine: str, rp: bool) -> _Candidate | None:
+    """The plug of a candidate spec (None: QEMU refuses it); each is plugged once a process."""
     from ..hw.plug import plug
     try:
         st = plug(spec, machine, rp).final
@@ -668,7 +723,26 @@ def _plug_cfg(spec: str, machine: str, rp: bool) -> tuple[bytes, dict[int, str]]
         return None
     size = st.facts.config_size if st.facts.config_size in (256, 4096) else 256
     kinds = {b.index: b.kind for b in st.facts.bars if b.index < 6}
-    return bytes(st.config[:size]), kinds
+    config = bytes(st.config[:size])
+    compared = bytearray(b"\xff" * size)
+    for offset, ignored in _firmware_mask(config, kinds).items():
+        compared[offset] &= ~ignored
+    return _Candidate(config, int.from_bytes(config, "little"), int.from_bytes(compared, "little"))
+
+
+def _search_key(r: DeviceReport, cfg: bytes) -> tuple:
+    """What the spec search depends on: the dump without the bits no candidate compares
+    (COMMAND, STATUS's error bits, cache line, latency, interrupt line, the ROM BAR and the
+    BAR address bits above bit 3) and whether the device sits on bus 0. Dumps that differ
+    only in those bits (the same device after another firmware run) find the same spec."""
+    key = bytearray(cfg[:256])
+    for o, keep in ((4, 0), (5, 0), (6, 0xF0), (7, 0x06), (0x0C, 0), (0x0D, 0), (0x3C, 0),
+                    (0x30, 0), (0x31, 0), (0x32, 0), (0x33, 0)):
+        if o < len(key):
+            key[o] &= keep
+    for o in range(0x10, min(0x28, len(key))):
+        key[o] &= 0x0F if o % 4 == 0 else 0
+    return bytes(key) + cfg[256:], _on_bus0(r.bdf), len(cfg)
 
 
 def _type_names(r: DeviceReport) -> list[str]:
@@ -685,11 +759,51 @@ def info_class(name: str) -> int:
     return model_for(name).model.class_id
 
 
+#: The spec search's outcome for each search key (see _search_key): (spec, machine, root port)
+#: or None. Bounded: a dump of many devices repeats few structures.
+_SEARCHES: dict[tuple, tuple[str, str, bool] | None] = {}
+_SEARCHES_MAX = 4096
+
+
 def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
-    from ..hw.devices import model_for
-    from ..hw.spec import type_properties
     if r.subsystem_vendor != 0x1AF4:
         return None
+    key = _search_key(r, cfg)
+    if key not in _SEARCHES:
+        if len(_SEARCHES) >= _SEARCHES_MAX:
+            _SEARCHES.clear()
+        _SEARCHES[key] = _search(r, cfg)
+    found = _SEARCHES[key]
+    if found is None:
+        return None
+    spec, machine, rp = found
+    cand = _candidate(spec, machine, rp)
+    assert cand is not None
+    n_real, real, fw = _compare(cfg, cand)
+    if n_real > 24:
+        r.notes.append(f"does not look like a QEMU 7.2 device: the closest spec ({spec}) differs in "
+                       f"{n_real} bytes" + (" (capabilities appended from 0x40: the Rust VMMs' layout)"
+                                            if r.caps and r.caps[0]["offset"] == 0x40 and len(r.caps) > 1
+                                            and r.caps[-1]["offset"] > 0x40 else ""))
+        return None
+    return {"spec": spec, "machine": machine, "root_port": rp,
+            "exact": n_real == 0,
+            "differences": _describe_diffs(cfg, cand.config, real, fw),
+            "firmware_state": FIRMWARE_NOTE if fw else "",
+            "note": ("options outside PCI config space (MAC, features, queue sizes, ROM file, "
+                     "backends) cannot be recovered from a dump")
+            + (f"; only {len(cfg)} bytes were dumped, so capabilities were not compared"
+               if len(cfg) <= 64 else f"; only {len(cfg)} bytes were dumped, so nothing from "
+               f"0x{len(cfg):02x} on was compared" if len(cfg) < 256 else "")
+            + ("; q35 without a root port gives the same bytes" if machine == "pc" else "")}
+
+
+def _search(r: DeviceReport, cfg: bytes) -> tuple[str, str, bool] | None:
+    """The spec and machine that come closest to the dump: the candidates each device type
+    allows (backend, legacy/modern mode, class, vectors, the PCIe toggles), fewest
+    structural differences first."""
+    from ..hw.devices import model_for
+    from ..hw.spec import type_properties
     names = _type_names(r)
     if not names:
         return None
@@ -711,8 +825,8 @@ def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
     def score(spec: str, machine: str, rp: bool):
         key = (spec, machine, rp)
         if key not in cache:
-            got = _plug_cfg(spec, machine, rp)
-            cache[key] = None if got is None else (_compare(cfg, got[0], got[1]), got[0])
+            got = _candidate(spec, machine, rp)
+            cache[key] = None if got is None else (_compare(cfg, got), got.config)
         return cache[key]
 
     for name in names[:4]:
@@ -720,7 +834,7 @@ def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
         props = type_properties(name)
         for mi, (machine, rp) in enumerate(machines):
             backend = ([_BACKENDS[model.backend]] if model.backend in _BACKENDS
-                       and _plug_cfg(name, machine, rp) is None else [])
+                       and _candidate(name, machine, rp) is None else [])
             modes: list[list[str]] = [[]]
             if not model.forced_modern:
                 both = ["disable-legacy=off"] if rp else []
@@ -799,30 +913,13 @@ def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
                     best = (n_real, mi, len(base), ",".join([name] + base), machine, rp, real, fw, cc)
         if best and best[0] == 0:
             break
-    if best is None:
-        return None
-    n_real, _, _, spec, machine, rp, real, fw, cand = best
-    if n_real > 24:
-        r.notes.append(f"does not look like a QEMU 7.2 device: the closest spec ({spec}) differs in "
-                       f"{n_real} bytes" + (" (capabilities appended from 0x40: the Rust VMMs' layout)"
-                                            if r.caps and r.caps[0]["offset"] == 0x40 and len(r.caps) > 1
-                                            and r.caps[-1]["offset"] > 0x40 else ""))
-        return None
-    return {"spec": spec, "machine": machine, "root_port": rp,
-            "exact": n_real == 0,
-            "differences": _describe_diffs(cfg, cand, real, fw),
-            "firmware_state": FIRMWARE_NOTE if fw else "",
-            "note": ("options outside PCI config space (MAC, features, queue sizes, ROM file, "
-                     "backends) cannot be recovered from a dump")
-            + (f"; only {len(cfg)} bytes were dumped, so capabilities were not compared"
-               if len(cfg) <= 64 else f"; only {len(cfg)} bytes were dumped, so nothing from "
-               f"0x{len(cfg):02x} on was compared" if len(cfg) < 256 else "")
-            + ("; q35 without a root port gives the same bytes" if machine == "pc" else "")}
+    return None if best is None else best[3:6]
 
 
 def _describe_diffs(dump: bytes, cand: bytes, real: list[int], fw: list[int]) -> list[dict[str, Any]]:
-    from ..pci.layout import field_map
-    labels = field_map(cand if len(cand) in (256, 4096) else (cand + b"\0" * 256)[:256])
+    if not real and not fw:
+        return []
+    labels = _labels(cand)
     groups: dict[tuple[str, str, int], dict[str, Any]] = {}
     for kind, offs in (("device", real), ("firmware/driver state", fw)):
         for i in offs:
@@ -842,6 +939,30 @@ def _describe_diffs(dump: bytes, cand: bytes, real: list[int], fw: list[int]) ->
 
 
 # ----------------------------------------------------------------------------- text
+_NOT_SHOWN = frozenset(("offset", "id", "name", "next", "virtio", "cfg_type_name", "explanation"))
+
+
+@lru_cache(maxsize=4096)
+def _field_line(field: tuple[str, str, str]) -> str:
+    where, name, text = field
+    return f"    {where:5} {name:17} {text}"
+
+
+@lru_cache(maxsize=4096)
+def _cap_lines(items: tuple[tuple[str, Any], ...]) -> tuple[str, ...]:
+    """A capability's lines (a dump of many devices repeats a few capabilities)."""
+    c = dict(items)
+    label = c["name"] + (f" / virtio {c['cfg_type_name']}" if "cfg_type_name" in c else "")
+    lines = [f"    [0x{c['offset']:02x}] {label} -> next 0x{c['next']:02x}"]
+    if c.get("explanation"):
+        lines.append(f"          {c['explanation']}")
+    extra = [f"{k}={hex(v) if isinstance(v, int) and not isinstance(v, bool) and v > 9 else v}"
+             for k, v in items if k not in _NOT_SHOWN]
+    if extra:
+        lines.append("          " + ", ".join(extra))
+    return tuple(lines)
+
+
 def render(reports: list[DeviceReport]) -> str:
     out: list[str] = []
     for r in reports:
@@ -862,21 +983,14 @@ def render(reports: list[DeviceReport]) -> str:
             out.append(f"  virtio {v['name']} ({kind}), {v['id_kind']} id; interfaces: "
                        + ", ".join(interfaces))
         out.append("  Header")
-        for where, name, text in r.fields:
-            out.append(f"    {where:5} {name:17} {text}")
+        out += map(_field_line, r.fields)
         out.append("  Capabilities (chain order)" if r.caps else "  No capabilities")
         for c in r.caps:
-            extra = {k: v for k, v in c.items()
-                     if k not in ("offset", "id", "name", "next", "virtio", "cfg_type_name", "explanation")}
-            label = c["name"] + (f" / virtio {c['cfg_type_name']}" if "cfg_type_name" in c else "")
-            out.append(f"    [0x{c['offset']:02x}] {label} -> next 0x{c['next']:02x}")
-            why = c.get("explanation")
-            if why:
-                out.append(f"          {why}")
-            if extra:
-                out.append("          " + ", ".join(
-                    f"{k}={hex(v) if isinstance(v, int) and not isinstance(v, bool) and v > 9 else v}"
-                    for k, v in extra.items()))
+            items = tuple(c.items())
+            try:
+                out += _cap_lines(items)
+            except TypeError:  # a value someone made unhashable: the same lines, uncached
+                out += _cap_lines.__wrapped__(items)
         for e in r.ext_caps:
             out.append(f"    [0x{e['offset']:03x}] {e['name']} v{e['version']} -> next 0x{e['next']:03x}")
         for n in r.notes:
