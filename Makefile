@@ -13,13 +13,14 @@ ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_STAMP  := $(VENV)/.installed-lab
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: lab test bench app guest-kit guest-captures qemu-kit qemu-facts fidelity binder-check clean help
+.PHONY: fuzz lab test bench app guest-kit guest-captures qemu-kit qemu-facts fidelity binder-check clean help
 
 help:
 	@echo "make lab        open JupyterLab on notebooks/00-start.ipynb (ARGS=--no-browser for headless)"
 	@echo "make app        serve the explorer as an app with Voila (notebooks/app.ipynb, no code shown)"
 	@echo "make test       run the whole suite: unit tests, notebooks (nbval), browser and QEMU checks"
 	@echo "make bench      run the benchmarks and print the budget table"
+	@echo "make fuzz       the fuzz suite of make test, FUZZ_SCALE (50) times deeper, fresh inputs"
 	@echo "make fidelity   compare the emulation with every real-QEMU case in tests/data"
 	@echo "make binder-check  build Binder's environment from binder/ alone and run the notebooks in it"
 	@echo "make lite       build the JupyterLite site into _site/ (the course in the browser, no server)"
@@ -57,6 +58,15 @@ test: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# The fuzz suite of make test (tests/test_fuzz.py), FUZZ_SCALE times deeper and with fresh
+# inputs each run; the inputs tried per target land in .fuzz-report.json (about 10 minutes).
+FUZZ_SCALE ?= 50
+fuzz: $(TEST_STAMP)
+	VIRTIO_LAB_FUZZ_SCALE=$(FUZZ_SCALE) VIRTIO_LAB_FUZZ_REPORT=.fuzz-report.json \
+	  $(BIN)/python -m pytest -q -o addopts= -p no:cacheprovider tests/test_fuzz.py
+	@$(BIN)/python -c "import json; r = json.load(open('.fuzz-report.json')); \
+	  print('make fuzz:', sum(r.values()), 'inputs:', ', '.join(f'{k} {v}' for k, v in r.items()))"
 
 # A real Linux guest (Debian's 6.1 cloud kernel + busybox) for crosscheck --guest;
 # stdlib only, into the ignored .guest-kit/ (needs apt-get download and qemu-system-x86).

@@ -201,3 +201,35 @@ def test_session_messages_show_file_values_escaped():
               '"machine": "pc\\u001b[31m' + "x" * 1000 + '"}')
     assert str(err.value) == ('session "machine" must be "pc" or "q35", not '
                               '"pc\\x1b[31m' + "x" * 29 + '…"')  # 40 characters in all
+
+
+def test_a_value_the_output_echoes_reaches_the_terminal_escaped(capsys):
+    """plug's narration quotes a ROM file name the user typed: its ESC and BEL arrive as
+    text, and a non-UTF-8 byte from the command line as \\xff, not an encoding error."""
+    code, out, err = _cli(["plug", "virtio-net-pci,rombar=0,romfile=\x1b]0;owned\x07\udcff"], capsys)
+    assert code == 0 and err == ""
+    assert "rombar=0: \\x1b]0;owned\\x07\\xff is handed to the firmware" in out
+    assert "\x1b" not in out and "\x07" not in out
+
+
+@pytest.mark.parametrize("call, expect", [
+    (lambda: __import__("virtio_lab").text.lspci.lspci_text("virtio-net-pci", verbose=" "),
+     "verbose is 0 to 3"),
+    (lambda: __import__("virtio_lab").text.lspci.lspci_text("virtio-net-pci", level=[3]),
+     "a hex dump level is 1, 3 or 4"),
+    (lambda: save("not a session", "x.json"), "save() takes a Session"),
+    (lambda: Session.of("virtio-net-pci"), "Session.of() takes a trace"),
+    (lambda: __import__("virtio_lab.pci.access").pci.access.ConfigAccess("x"),
+     "ConfigAccess takes a plugged device's state"),
+    (lambda: __import__("virtio_lab.views.events").views.events.EventLog("x"),
+     "EventLog shows a trace"),
+    (lambda: load(None), "a file name is a str or a Path, not NoneType"),
+    (lambda: loads(1), "a session is JSON text"),
+])
+def test_wrong_types_are_type_errors_with_one_line(call, expect):
+    """Item 6: the API's entry points check their arguments (a TypeError subclass of the
+    package's error, so ``except TypeError`` and ``except VirtioLabError`` both work)."""
+    with pytest.raises(VirtioLabTypeError) as err:
+        call()
+    assert isinstance(err.value, TypeError) and expect in str(err.value)
+    assert "\n" not in str(err.value)

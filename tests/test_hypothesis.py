@@ -16,11 +16,10 @@ the ``max_examples`` below.
 from __future__ import annotations
 
 import re
-import signal
-from contextlib import contextmanager
 from functools import lru_cache
 
 import pytest
+from conftest import time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,20 +55,6 @@ def final_state(type_name: str, machine: str, root_port: bool):
     except VirtioLabError:  # e.g. virtio-iommu-pci behind a root port: QEMU refuses it
         return None
     return t.final, bool(t.spec.value("x-pcie-flr-init"))
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Turn a hang into a failure (SIGALRM), so "walks without hang" is checked, not hoped."""
-    def _alarm(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: a loop that does not end?")
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # ----------------------------------------------------------------- guest writes

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from .errors import VirtioLabError, one_line, shown
+from .errors import VirtioLabError, one_line, printable, shown
 
 __all__ = ["main", "build_parser"]
 
@@ -111,10 +111,11 @@ def cmd_dump(args: argparse.Namespace) -> int:
     Machine(args.machine, args.root_port)  # machine errors are usage errors, not QEMU refusals
     out = dump(args.spec, args.machine, args.root_port)
     if args.json:
-        print(json.dumps(out))
-        return 2 if "error" in out else 0
+        print(json.dumps(out))  # the refusal in the schema for programs, and in one line below
     if "error" in out:
         raise VirtioLabError(out["error"])
+    if args.json:
+        return 0
     cfg = bytes.fromhex(out["config"])
     for row in range(0, len(cfg), 16):
         print(f"{row:02x}: " + " ".join(f"{b:02x}" for b in cfg[row:row + 16]))
@@ -247,7 +248,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminal:
+    """sys.stdout as the command writes it: a value the user typed (a serial, a ROM file
+    name) reaches the terminal with its control characters escaped (errors.printable), and a
+    non-UTF-8 byte from the command line as \\xff instead of an encoding error."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(printable(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    out = sys.stdout
+    sys.stdout = _Terminal(out)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = out
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

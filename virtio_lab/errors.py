@@ -4,9 +4,11 @@ shows what the user typed."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-__all__ = ["VirtioLabError", "VirtioLabTypeError", "shown", "one_line", "type_name", "LINE_MAX"]
+__all__ = ["VirtioLabError", "VirtioLabTypeError", "shown", "one_line", "printable", "type_name",
+           "LINE_MAX"]
 
 #: The longest line an error prints (a value it quotes is shortened well before).
 LINE_MAX = 300
@@ -43,7 +45,7 @@ def type_name(value: Any) -> str:
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _escaped(text: str) -> str:
+def _escaped(text: str, keep: str = "") -> str:
     """``text`` with every character a terminal would act on or not show written as an escape:
     C0/C1 controls, DEL, format characters (bidi overrides), separators; a lone surrogate
     \\udcXX (a non-UTF-8 byte from the command line, decoded by Python's surrogateescape) as
@@ -52,7 +54,7 @@ def _escaped(text: str) -> str:
         return text
     out = []
     for c in text:
-        if c.isprintable():
+        if c.isprintable() or c in keep:
             out.append(c)
         elif c in _NAMED:
             out.append(_NAMED[c])
@@ -115,3 +117,14 @@ def one_line(text: str, limit: int = LINE_MAX) -> str:
     """An error line as the terminal gets it: one line, nothing a terminal would act on, at
     most ``limit`` characters (a value it quotes was already cut where it was quoted)."""
     return shown(str(text).replace("\n", " "), quote="", limit=limit)
+
+
+_UNPRINTABLE = re.compile(r"[^\n\t\x20-\x7e\xa0-\uffff]|[\xad\u0600-\u0605\u061c\u06dd\u070f"
+                          r"\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+                          r"\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """Text for a terminal, lines and tabs kept: what :func:`shown` escapes in a value, escaped
+    everywhere in ``text`` (the command line's output may hold a value a user typed)."""
+    return _UNPRINTABLE.sub(lambda m: _escaped(m.group()), text)

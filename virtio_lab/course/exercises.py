@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+from ..errors import shown
 from ..hw.qemu_names import DEFAULT_RELEASE, cite, names_of
 
 __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exercise", "EXERCISES",
@@ -117,14 +118,14 @@ def _ordinal(n: int) -> str:
 
 def _as_int(x: Any, what: str) -> int:
     if isinstance(x, bool):
-        raise _Bad(f"{what} should be a number, not {x!r}")
+        raise _Bad(f"{what} should be a number, not {shown(x)}")
     if isinstance(x, int):
         return x
     if isinstance(x, str):
         try:
             return int(x.strip().replace("_", ""), 0)
         except ValueError:
-            raise _Bad(f"{what}: {x!r} is not a number (write 0x98 or 152)") from None
+            raise _Bad(f"{what}: {shown(x)} is not a number (write 0x98 or 152)") from None
     raise _Bad(f"{what} should be a number like 0x98, not {_type_name(x)}")
 
 
@@ -165,23 +166,33 @@ def _dec(v: Any, what: str) -> _Dec:
 
 
 def _hex(v: int) -> str:
-    return f"0x{v:x}"
+    return f"0x{v:x}" if v.bit_length() <= 200 else shown(v)  # an answer of 5000 digits: briefly
 
 
 def _show(v: Any) -> str:
+    """An answer (or part of one) as feedback quotes it: at most 60 characters."""
+    text = _show_whole(v)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _show_whole(v: Any) -> str:
     if isinstance(v, bool) or v is None:
         return repr(v)
+    if isinstance(v, int) and v.bit_length() > 200:  # no answer is that long: say so, briefly
+        return shown(int(v))
+    if isinstance(v, (list, tuple, set, frozenset, dict)) and len(v) > 20:
+        return f"a {type(v).__name__} of {len(v)} items"
     if isinstance(v, _Dec):
         return str(int(v))
     if isinstance(v, int):
         return _hex(v) if v >= 10 else str(v)
     if isinstance(v, (list, tuple)):
-        inner = ", ".join(_show(i) for i in v)
+        inner = ", ".join(_show_whole(i) for i in v)
         return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
     if isinstance(v, (set, frozenset)):
-        return "{" + ", ".join(_show(i) for i in sorted(v, key=str)) + "}"
+        return "{" + ", ".join(_show_whole(i) for i in sorted(v, key=str)) + "}"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{_show(k)}: {_show(val)}" for k, val in v.items()) + "}"
+        return "{" + ", ".join(f"{_show_whole(k)}: {_show_whole(val)}" for k, val in v.items()) + "}"
     return repr(v)
 
 
@@ -373,7 +384,7 @@ def _cmp_plug_order(got, want):
         real = next((f for f in want if n in names_of(f)), None)
         if real is None:
             close = difflib.get_close_matches(n, [*want, *(a for f in want for a in names_of(f))], 1)
-            raise _Bad(f"{n!r} is not one of the five functions"
+            raise _Bad(f"{shown(n)} is not one of the five functions"
                        + (f" (did you mean {close[0]!r}?)" if close else f": {', '.join(want)}"))
         names.append(real)
     return _cmp_list(names, want, "function names",
@@ -423,7 +434,7 @@ _ID_FIELDS = {"vendor_id": (0x00, 2), "device_id": (0x02, 2), "revision_id": (0x
            hint="All fields are little-endian: the byte at the lower offset is the low byte.",
            why=lambda: _header_ids_why(),
            compare=lambda g, w: _cmp_dict(
-               g, w, "field values", lambda k, v: _as_int(v, f"the value for {k!r}"),
+               g, w, "field values", lambda k, v: _as_int(v, f"the value for {shown(k)}"),
                where=lambda k: (f"it is {_ID_FIELDS[k][1]} byte{'s' if _ID_FIELDS[k][1] > 1 else ''} at "
                                 f"0x{_ID_FIELDS[k][0]:02x}, little-endian")))
 def _header_ids():
@@ -535,7 +546,7 @@ def _cmp_config_address(got, want):
     g = _as_dict(got, "the two values")
     for k in want:
         if k not in g:
-            raise _Bad(f"key {k!r} is missing (expected keys: 'cf8', 'port')")
+            raise _Bad(f"key {shown(k)} is missing (expected keys: 'cf8', 'port')")
     cf8 = _as_int(g["cf8"], "the value for 'cf8'")
     why = _field_diff(cf8, want["cf8"], _CF8_FIELDS, "the CONFIG_ADDRESS value")
     if why:
@@ -581,7 +592,7 @@ _ECAM_TASKS = {"q35 offset 0x34": ("q35", False, 0x34), "q35 root port offset 0x
            why="Each function owns one 4 KiB page of the window, so the 12-bit offset reaches its whole "
                "extended space; the bus number is bits 27:20, so the window spans 256 MiB.",
            compare=lambda g, w: _cmp_dict(
-               g, w, "addresses", lambda k, v: _as_int(v, f"the address for {k!r}"),
+               g, w, "addresses", lambda k, v: _as_int(v, f"the address for {shown(k)}"),
                where=lambda k: _field_diff(_as_int(_as_dict(g, "addresses")[k], "an address"), w[k],
                                            _ECAM_FIELDS, "that address") or ""))
 def _ecam_address():
@@ -641,7 +652,7 @@ _MSIX_SPEC = "virtio-blk-pci,drive=d0,num-queues=4"
                         f"{_hex(_msix_cap()['table_offset'])}, the PBA at {_hex(_msix_cap()['pba_offset'])}, "
                         f"the second half of the {_bars(_MSIX_SPEC)[_msix_cap()['table_bar']].size}-byte BAR."),
            compare=lambda g, w: _cmp_dict(g, w, "MSI-X fields",
-                                          lambda k, v: _as_int(v, f"the value for {k!r}"),
+                                          lambda k, v: _as_int(v, f"the value for {shown(k)}"),
                                           where=lambda k: _MSIX_KEYS[k]))
 def _msix_cap():
     st = _final(_MSIX_SPEC)
@@ -673,7 +684,7 @@ def _pairs(v: Any) -> list[tuple[int, int]]:
     out = []
     for p in _as_list(v, "(offset, cap_id) pairs"):
         if not isinstance(p, (tuple, list)) or len(p) != 2:
-            raise _Bad(f"each item should be an (offset, cap_id) pair, not {p!r}")
+            raise _Bad(f"each item should be an (offset, cap_id) pair, not {shown(p)}")
         out.append((_as_int(p[0], "an offset"), _as_int(p[1], "a cap id")))
     return out
 
@@ -953,7 +964,7 @@ def _queue_sizes(spec: str = "virtio-net-pci") -> list[int]:
                 "part: every field is a little-endian integer of 2, 4 or 8 bytes.",
            why="The virtio spec (2.7) sizes them 16·N, 6 + 2·N and 6 + 8·N: one descriptor, one available "
                "entry and one used element per slot, plus flags, idx and the event field in both rings.",
-           compare=lambda g, w: _cmp_dict(g, w, "ring sizes", lambda k, v: _dec(v, f"the size of {k!r}"),
+           compare=lambda g, w: _cmp_dict(g, w, "ring sizes", lambda k, v: _dec(v, f"the size of {shown(k)}"),
                                           where=lambda k: _RING_PARTS[k]))
 def _ring_sizes():
     n = _queue_sizes()[0]
@@ -1017,8 +1028,8 @@ _ID_SPECS = ("virtio-net-pci", "virtio-net-pci,disable-legacy=on", "virtio-blk-p
                 "virtio device id (python -m virtio_lab devices lists the ids). GPU is modern-only.",
            why=lambda: _device_ids_why(),
            compare=lambda g, w: _cmp_dict(
-               g, w, "device ids", lambda k, v: _as_int(v, f"the id for {k!r}"),
-               where=lambda k: f"plug {k!r} and read the 2 bytes at 0x02"))
+               g, w, "device ids", lambda k, v: _as_int(v, f"the id for {shown(k)}"),
+               where=lambda k: f"plug {shown(k)} and read the 2 bytes at 0x02"))
 def _device_ids():
     return {s: _le(_final(s).config, 2, 2) for s in _ID_SPECS}
 
@@ -1064,8 +1075,8 @@ def _notify_addr(spec: str, queue: int) -> int:
                f"{_hex(_notify_cap(s).get('notify_off_multiplier'))} = {_hex(_notify_addr(s, _NOTIFY_Q))}."
                for s in _NOTIFY_SPECS) + " page-per-vq=on gives each queue a page of its own (notebook 15 says why).",
            compare=lambda g, w: _cmp_dict(
-               g, w, "notify offsets", lambda k, v: _as_int(v, f"the offset for {k!r}"),
-               where=lambda k: f"read the notify capability of {k!r}: its offset at +8 and multiplier at +16"))
+               g, w, "notify offsets", lambda k, v: _as_int(v, f"the offset for {shown(k)}"),
+               where=lambda k: f"read the notify capability of {shown(k)}: its offset at +8 and multiplier at +16"))
 def _notify_address():
     return {s: _notify_addr(s, _NOTIFY_Q) for s in _NOTIFY_SPECS}
 
@@ -1194,7 +1205,7 @@ def _queue_vector_key(k: Any) -> str:
                "callback its own vector (1, 2, ...). virtio-net's control queue has no callback (the "
                "driver polls it), so it gets VIRTIO_MSI_NO_VECTOR; QEMU would also answer NO_VECTOR for "
                "a vector beyond the table (msix_vector_use fails).",
-           compare=lambda g, w: _cmp_dict(g, w, "vectors", lambda k, v: _as_int(v, f"the vector for {k!r}"),
+           compare=lambda g, w: _cmp_dict(g, w, "vectors", lambda k, v: _as_int(v, f"the vector for {shown(k)}"),
                                           where=lambda k: f"read back {_queue_vector_key(k)}"))
 def _queue_vectors():
     from ..guest.probe import probe
@@ -1211,7 +1222,7 @@ def _ext_triples(v: Any) -> list[tuple[int, int, int]]:
     out = []
     for t in _as_list(v, "(offset, id, version) triples"):
         if not isinstance(t, (tuple, list)) or len(t) != 3:
-            raise _Bad(f"each item should be an (offset, id, version) triple, not {t!r}")
+            raise _Bad(f"each item should be an (offset, id, version) triple, not {shown(t)}")
         out.append(tuple(_as_int(x, "a number") for x in t))
     return out
 
@@ -1280,7 +1291,7 @@ def _bridge_given() -> str:
                "behind it) and memory accesses between base and limit, where the device's non-prefetchable "
                "BARs were placed (its prefetchable BAR4 is in the window at 0x24). The limit's low 20 bits "
                "read as all ones: memory windows have 1 MiB granularity.",
-           compare=lambda g, w: _cmp_dict(g, w, "bridge fields", lambda k, v: _as_int(v, f"the value for {k!r}"),
+           compare=lambda g, w: _cmp_dict(g, w, "bridge fields", lambda k, v: _as_int(v, f"the value for {shown(k)}"),
                                           where=lambda k: _BRIDGE_FIELDS[k]))
 def _bridge_windows():
     cfg = _root_port_config()
@@ -1454,8 +1465,8 @@ def _slot(spec: str) -> int:
                                     for s in _IRQ_SPECS)
                         + ". Linux reads the line (or asks ACPI) when it uses INTx."),
            compare=lambda g, w: _cmp_dict(
-               g, w, "IRQ numbers", lambda k, v: _dec(v, f"the IRQ for {k!r}"),
-               where=lambda k: f"{k!r} is in slot {_slot(k)}: work out which link its INTA# reaches"))
+               g, w, "IRQ numbers", lambda k, v: _dec(v, f"the IRQ for {shown(k)}"),
+               where=lambda k: f"{shown(k)} is in slot {_slot(k)}: work out which link its INTA# reaches"))
 def _interrupt_line():
     return {s: _Dec(_irq_line(s)) for s in _IRQ_SPECS}
 
@@ -1487,7 +1498,7 @@ def _linux_pick(state) -> dict[str, int]:
                 "sits where it does on pc.",
            why=lambda: _linux_cap_pick_why(),
            compare=lambda g, w: _cmp_dict(
-               g, w, "offsets", lambda k, v: _as_int(v, f"the offset for {k!r}"),
+               g, w, "offsets", lambda k, v: _as_int(v, f"the offset for {shown(k)}"),
                where=lambda k: f"find the vendor capability (ID 0x09) whose byte +3 is {_LINUX_TYPES[k]}"))
 def _linux_cap_pick():
     return _linux_pick(_final("virtio-net-pci", "q35", True))
@@ -1525,7 +1536,7 @@ def _which_probe(spec: str) -> str:
                "probe (BAR0, revision 0) is left. disable-legacy=on is modern only.",
            compare=lambda g, w: _cmp_dict(
                g, w, "driver modes", lambda k, v: str(v).strip().lower(),
-               where=lambda k: f"check whether {k!r} has a vendor capability with cfg_type 1"))
+               where=lambda k: f"check whether {shown(k)} has a vendor capability with cfg_type 1"))
 def _driver_mode():
     return {s: _which_probe(s) for s in _PROBE_SPECS}
 
@@ -1579,9 +1590,9 @@ _MYSTERY_KEYS = {"virtio_id": "device id 0x1040 + n means virtio id n (for 0x100
 def _mystery_value(key: Any, value: Any) -> Any:
     if key in ("transitional", "pcie"):
         if not isinstance(value, bool):
-            raise _Bad(f"{key} should be True or False, not {value!r}")
+            raise _Bad(f"{key} should be True or False, not {shown(value)}")
         return value
-    return _as_int(value, f"the value for {key!r}")
+    return _as_int(value, f"the value for {shown(key)}")
 
 
 @_exercise("mystery-lspci", "14-what-if-and-real-machines",
@@ -1693,7 +1704,7 @@ def _queue_for(spec: str, rel: int) -> int:
                         f"its own notify address — {_notify_cap('virtio-net-pci').get('notify_off_multiplier')} "
                         f"bytes apart by default, {_hex(_notify_cap('virtio-net-pci,page-per-vq=on').get('notify_off_multiplier'))} "
                         "(a page) apart with page-per-vq."),
-           compare=lambda g, w: _cmp_dict(g, w, "queue numbers", lambda k, v: _as_int(v, f"the queue for {k!r}"),
+           compare=lambda g, w: _cmp_dict(g, w, "queue numbers", lambda k, v: _as_int(v, f"the queue for {shown(k)}"),
                                           where=lambda k: "(offset − notify offset) ÷ notify_off_multiplier"))
 def _notify_queue():
     return {k: _queue_for(spec, rel) for k, (spec, rel) in _WRITE_AT.items()}
@@ -1709,7 +1720,7 @@ def _lookup(name: Any) -> Exercise | str:
     if key in EXERCISES:
         return EXERCISES[key]
     close = difflib.get_close_matches(key, list(EXERCISES), 1)
-    return (f"there is no exercise {name!r}" + (f"; did you mean {close[0]!r}?" if close else
+    return (f"there is no exercise {shown(name)}" + (f"; did you mean {close[0]!r}?" if close else
             "; exercises() lists them all"))
 
 
@@ -1774,4 +1785,4 @@ def exercises(notebook: str | None = None) -> _Text:
             continue
         lines.append(f"{nb}:")
         lines += [f"  {e.name:24s} {e.question}" for e in EXERCISES.values() if e.notebook == nb]
-    return _Text("\n".join(lines) if lines else f"no notebook {notebook!r}; they are {', '.join(NOTEBOOKS)}")
+    return _Text("\n".join(lines) if lines else f"no notebook {shown(notebook)}; they are {', '.join(NOTEBOOKS)}")

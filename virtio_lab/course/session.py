@@ -89,7 +89,8 @@ class Session:
             raise VirtioLabTypeError(f"Session.of() takes a trace (virtio_lab.plug(...)), not "
                                      f"{type_name(trace)}")
         m = trace.machine
-        return cls(trace.spec.text, m.name, m.root_port, step, tuple(writes))
+        return cls(trace.spec.text, m.name, m.root_port, step,
+                   tuple(writes) if isinstance(writes, (list, tuple)) else writes)
 
     # -- the objects a session stands for ------------------------------------
     def trace(self):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import VirtioLabError, VirtioLabTypeError, shown
+from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
 from .board import board_function, multifunction_slot
 
 __all__ = ["Machine", "MACHINES", "ROOT_BUS"]
@@ -29,6 +29,8 @@ class Machine:
     devfn: int = -1
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise VirtioLabTypeError(f"a machine is \"pc\" or \"q35\", not {type_name(self.name)}")
         if self.name not in MACHINES:
             raise VirtioLabError(f"unknown machine {shown(self.name)}: choose pc or q35")
         if self.root_port not in (True, False):  # 0/1 and numpy bools compare equal, "yes" does not

@@ -39,6 +39,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import write_atomic
 from .debian import (
     KitError,
     PrivateApt,
@@ -443,7 +444,7 @@ def _unpack_source(d: Path, src: SourceRelease, uri: str, keyring: str, say) -> 
     stamp = {"package": SOURCE_PACKAGE, "version": src.version, "suite": src.suite,
              "files": have, "missing": sorted(set(want) - set(have)),
              "patches_applied": patches}
-    (tmp / SOURCE_STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
+    write_atomic(tmp / SOURCE_STAMP, json.dumps(stamp, indent=1) + "\n", "the source stamp")
     tree = d / src.name
     if tree.exists():
         shutil.rmtree(tree)

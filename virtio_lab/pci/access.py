@@ -7,7 +7,7 @@ final state; the trace it came from is never changed.
 
 from __future__ import annotations
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
 from . import regs
 from .bits import get_le
 from .pcie import PCI_EXP_DEVCTL_BCR_FLR
@@ -20,6 +20,9 @@ class ConfigAccess:
 
     def __init__(self, state, flr: bool = False):
         """``state``: a plugged device's state (:class:`virtio_lab.hw.state.PlugState`)."""
+        if not all(hasattr(state, a) for a in ("config", "wmask", "w1cmask", "facts", "caps")):
+            raise VirtioLabTypeError(f"ConfigAccess takes a plugged device's state (trace.final, "
+                                     f"trace.state_at(step)), not {type_name(state)}")
         self.config = bytearray(state.config)
         self.wmask = state.wmask
         self.w1cmask = state.w1cmask
@@ -32,12 +35,12 @@ class ConfigAccess:
     def _check(addr: int, size: int) -> None:
         if not isinstance(addr, int) or not isinstance(size, int) or addr < 0 or size not in (1, 2, 4):
             raise VirtioLabError(f"a config access is 1, 2 or 4 bytes at a non-negative offset, "
-                                 f"not {size!r} bytes at {addr!r}")
+                                 f"not {shown(size)} bytes at {shown(addr)}")
 
     @staticmethod
     def _check_value(value: int, what: str = "a config write") -> None:
         if not isinstance(value, int):
-            raise VirtioLabError(f"{what} stores an integer, not {type(value).__name__}")
+            raise VirtioLabTypeError(f"{what} stores an integer, not {type_name(value)}")
 
     def config_read(self, addr: int, size: int) -> int:
         """pci_default_read_config: a copy of the bytes (all ones past the config size)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..errors import VirtioLabError, shown
+from ..errors import VirtioLabError, VirtioLabTypeError, shown
 from ..pci import regs
 from ..pci.bits import get_le
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
@@ -106,6 +106,9 @@ def header_line(config: bytes, bdf: str, numeric: bool = False) -> str:
 
 
 def _level(level: int | str) -> int:
+    if isinstance(level, bool) or not isinstance(level, (int, str)):
+        raise VirtioLabTypeError(f"a hex dump level is 1, 3 or 4 (or '-x', '-xxx', '-xxxx'), not "
+                                 f"{shown(level)}")
     if isinstance(level, str):
         s = level.lstrip("-")
         if not s or set(s) != {"x"} or len(s) > 4:
@@ -439,6 +442,10 @@ def lspci_text(spec: str, machine: str = "pc", root_port: bool = False, level: i
                verbose: int = 0) -> str:
     """What ``python -m virtio_lab lspci`` prints: the -vvv decoding and/or the hex dump."""
     from ..hw.plug import plug
+    if isinstance(verbose, bool) or not isinstance(verbose, int) or not 0 <= verbose <= 3:
+        raise VirtioLabTypeError(f"verbose is 0 to 3 (lspci -v, -vv, -vvv), not {shown(verbose)}")
+    if level is not None:
+        _level(level)
     trace = plug(spec, machine, root_port)
     st = trace.final
     cfg = device_config(st)

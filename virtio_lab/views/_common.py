@@ -12,7 +12,7 @@ import html
 from functools import lru_cache
 from typing import Any
 
-from ..errors import VirtioLabError
+from ..errors import VirtioLabError, VirtioLabTypeError, type_name
 from ..hw.state import Facts, PlugState
 from ..pci.layout import Label, field_map
 
@@ -99,6 +99,14 @@ def style_tag() -> str:
     return f"<style>{CSS}</style>"
 
 
+def trace_step(trace: Any, step: Any, what: str) -> int | None:
+    """``step`` of ``trace`` as an index from 0 (None stays None), or one VirtioLabError line:
+    a view that needs the events takes a trace (not a state or bytes) and a step inside it."""
+    if not (hasattr(trace, "events") and hasattr(trace, "state_at")):
+        raise VirtioLabTypeError(f"{what} shows a trace (virtio_lab.plug(...)), not {type_name(trace)}")
+    return None if step is None else trace.state_at(step).step  # StepError: not an index of it
+
+
 def resolve(source: Any, step: int | None = None):
     """(trace or state, step) -> (state, event or None, trace or None).
 
@@ -115,8 +123,8 @@ def resolve(source: Any, step: int | None = None):
         return source, None, None
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _state_of_bytes(bytes(source)), None, None
-    raise VirtioLabError(f"a view shows a trace (virtio_lab.plug(...)), a state "
-                         f"(trace.state_at(step)) or config-space bytes, not {type(source).__name__}")
+    raise VirtioLabTypeError(f"a view shows a trace (virtio_lab.plug(...)), a state "
+                             f"(trace.state_at(step)) or config-space bytes, not {type_name(source)}")
 
 
 def _state_of_bytes(config: bytes) -> PlugState:

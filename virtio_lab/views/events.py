@@ -4,7 +4,8 @@ DataFrame (pandas imported only then)."""
 
 from __future__ import annotations
 
-from ._common import esc, style_tag
+from ..errors import VirtioLabTypeError, type_name
+from ._common import esc, style_tag, trace_step
 
 __all__ = ["writes_text", "event_list_html", "EventLog", "call_stack"]
 
@@ -37,8 +38,13 @@ def event_list_html(trace, step: int | None, *, window: int | None = 6, detail: 
     """Events around ``step`` (all with ``window=None``): past plain, current bold ▶, future dimmed.
 
     ``detail`` adds each event's source file and explanation as columns and every config write
-    (the table ``EventLog`` shows); ``step=None`` marks no step.
+    (the table ``EventLog`` shows); ``step=None`` marks no step (and shows every event).
     """
+    step = trace_step(trace, step, "the event list")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+        raise VirtioLabTypeError(f"window is a number of steps (or None: all), not {type_name(window)}")
+    if step is None:
+        window = None
     n = len(trace.events)
     lo, hi = (0, n) if window is None else (max(0, step - window), min(n, step + window + 1))
     cols = ["step", "QEMU function", *(["source", "explanation"] if detail else []), "config bytes written"]
@@ -67,7 +73,7 @@ class EventLog:
     """
 
     def __init__(self, trace, step: int | None = None):
-        self.trace, self.step = trace, step
+        self.trace, self.step = trace, trace_step(trace, step, "EventLog")
 
     def dataframe(self):
         import pandas as pd  # lazily: only the event log needs pandas

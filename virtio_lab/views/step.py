@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..pci.checks import check_state
-from ._common import esc, style_tag
+from ._common import esc, style_tag, trace_step
 from .barmap import bar_map_html
 from .chain import chain_html
 from .events import call_stack, event_list_html, writes_text
@@ -20,6 +20,7 @@ __all__ = ["step_header_html", "warnings_html", "step_html", "StepView"]
 
 
 def step_header_html(trace, step: int, *, css: bool = True) -> str:
+    step = trace_step(trace, step, "step_header_html")
     ev = trace.events[step]
     stack = " → ".join(f"<code>{esc(e.function)}</code>" for e in call_stack(trace, step))
     w = writes_text(ev, limit=8)
@@ -50,6 +51,7 @@ def warnings_html(state, *, css: bool = True) -> str:
 def step_html(trace, step: int, *, radix: str = "hex", select: Any = None, css: bool = True,
               window: int | None = 6) -> str:
     """Everything about one step as one HTML fragment."""
+    step = trace_step(trace, step, "step_html")
     state = trace.state_at(step)
     parts = [style_tag() if css else "", '<div class="vl">',
              step_header_html(trace, step, css=False), warnings_html(state, css=False),
@@ -70,7 +72,7 @@ class StepView:
 
     def __init__(self, trace, step: int | None = None, *, radix: str = "hex", select: Any = None):
         self.trace = trace
-        self.step = len(trace.events) - 1 if step is None else step
+        self.step = trace_step(trace, -1 if step is None else step, "StepView")
         self.radix, self.select = radix, select
 
     def _repr_html_(self) -> str:

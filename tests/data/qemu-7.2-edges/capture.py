@@ -85,13 +85,14 @@ KEEP = ("device", "machine", "root_port", "error", "config", "config_ext", "wmas
 
 def main() -> None:
     sys.path.insert(0, str(HERE.parent.parent.parent))
+    from virtio_lab.files import write_atomic
     from virtio_lab.live import qemu
     os.chdir(HERE)
     out = {"qemu": qemu.qemu_version(), "cases": []}
     for spec, machine, root_port in CASES:
         got = qemu.probe(spec, machine, root_port, lspci=False)
         out["cases"].append({k: got[k] for k in KEEP if k in got})
-    (HERE / "cases.json").write_text(json.dumps(out, indent=1) + "\n")
+    write_atomic(HERE / "cases.json", json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
