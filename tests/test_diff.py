@@ -75,3 +75,12 @@ def test_jupyter_shows_a_diff_and_a_probe_as_html():
             "print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "ok", res.stderr
+
+
+def test_the_cli_exits_0_when_both_sides_are_refused_the_same_way(capsys):
+    """Issue 14, item 10: equal refusals are no difference (QEMU refuses both without a drive)."""
+    from virtio_lab.cli import main
+    assert main(["diff", "virtio-blk-pci", "virtio-blk-pci,vectors=2"]) == 0
+    out = capsys.readouterr().out
+    assert "no differences (QEMU refuses both: drive property not set" in out
+    assert main(["diff", "virtio-blk-pci", "virtio-rng-pci"]) == 1  # one refused, one plugs

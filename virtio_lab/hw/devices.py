@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import VirtioLabError, shown
-from .spec import DeviceSpec, unknown_model
+from .spec import ALIASES, DeviceSpec, unknown_model
 
 __all__ = ["DeviceModel", "QemuCode", "MODELS", "model_for", "supported_types", "Features"]
 
@@ -800,7 +800,10 @@ def supported_types() -> dict[str, TypeInfo]:
 
 
 def model_for(type_name: str) -> TypeInfo:
+    """The model of a type name, or of QEMU's short name for it (``virtio-net``)."""
     types = supported_types()
+    if type_name not in types and isinstance(type_name, str):
+        type_name = ALIASES.get(type_name, type_name)
     if type_name not in types:
         raise unknown_model(type_name, sorted(types))
     return types[type_name]

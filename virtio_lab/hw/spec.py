@@ -402,7 +402,7 @@ ALIASED = ("virtio-9p-pci", "virtio-balloon-pci", "virtio-blk-pci", "virtio-gpu-
            "virtio-gpu-gl-pci", "virtio-input-host-pci", "virtio-iommu-pci", "virtio-keyboard-pci",
            "virtio-mouse-pci", "virtio-net-pci", "virtio-rng-pci", "virtio-scsi-pci",
            "virtio-serial-pci", "virtio-tablet-pci")
-_ALIASES = {name[:-len("-pci")]: name for name in ALIASED}
+ALIASES = {name[:-len("-pci")]: name for name in ALIASED}
 
 
 #: QDICT_BUCKET_MAX in QEMU's qobject/qdict.c: the hash table size of a QDict.
@@ -501,8 +501,8 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None, machine=None
         raise VirtioLabError(f"-device {type_name} asks QEMU for its device list: "
                              "python -m virtio_lab devices lists the models")
     known = supported if supported is not None else known_types()
-    if type_name not in known and type_name in _ALIASES:
-        type_name = _ALIASES[type_name]
+    if type_name not in known and type_name in ALIASES:
+        type_name = ALIASES[type_name]
     if type_name not in known:
         if supported is not None and type_properties(type_name):
             raise VirtioLabError(f"{shown(type_name)} needs a host backend that virtio_lab does not "
