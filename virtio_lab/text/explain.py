@@ -513,7 +513,7 @@ def _virtio_checks(r: DeviceReport, cfg: bytes) -> None:
 #: Reports already made, by (config bytes, on bus 0): the same bytes always explain the same
 #: way, and a dump of many devices repeats a few (a fleet's VMs, a host's virtual functions).
 _REPORTS: dict[tuple[bytes, bool], DeviceReport] = {}
-_REPORTS_MAX = 2048
+_REPORTS_MAX = 1024
 
 
 def _on_bus0(bdf: str) -> bool:
@@ -713,7 +713,7 @@ def _labels(config: bytes):
     return field_map(config if len(config) in (256, 4096) else (config + b"\0" * 256)[:256])
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=1024)  # at most a few MiB: each holds a 4 KiB config and two integers of it
 def _candidate(spec: str, machine: str, rp: bool) -> _Candidate | None:
     """The plug of a candidate spec (None: QEMU refuses it); each is plugged once a process."""
     from ..hw.plug import plug
@@ -762,7 +762,7 @@ def info_class(name: str) -> int:
 #: The spec search's outcome for each search key (see _search_key): (spec, machine, root port)
 #: or None. Bounded: a dump of many devices repeats few structures.
 _SEARCHES: dict[tuple, tuple[str, str, bool] | None] = {}
-_SEARCHES_MAX = 4096
+_SEARCHES_MAX = 1024
 
 
 def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
