@@ -30,6 +30,7 @@ _LAZY = {
     "Machine": "virtio_lab.hw.machine",
     "PlugError": "virtio_lab.hw.virtio_pci",
     "probe": "virtio_lab.guest.probe",
+    "queue": "virtio_lab.guest.queue",
     "ConfigAccess": "virtio_lab.pci.access",
     "dump": "virtio_lab.text.dump",
     "compare_dumps": "virtio_lab.text.compare",

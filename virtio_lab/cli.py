@@ -203,6 +203,26 @@ COMMANDS["probe"] = ("the guest's side: SeaBIOS places the BARs, Linux 6.1's vir
                      "probes the device (--json: what a real guest leaves)", cmd_probe)
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    from .guest.hands import fault
+    from .guest.queue import queue
+    from .hw.machine import Machine
+    Machine(args.machine, args.root_port)
+    disk = None
+    if args.disk:
+        from .files import read_input
+        disk = read_input(args.disk, 64 << 20, "a disk image")
+    run = queue(args.spec, args.machine, args.root_port, args.requests, disk=disk)
+    if args.fault:
+        fault(run, args.fault)
+    print(json.dumps(run.to_json()) if args.json else run.narrate(all_events=args.all))
+    return 0
+
+
+COMMANDS["queue"] = ("the device at work: requests through a virtqueue, the notify, QEMU's device "
+                     "and the interrupt (--json: a replay any qtest client can play)", cmd_queue)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Step through how QEMU 7.2 plugs a virtio-pci device.")
     from . import __version__
@@ -230,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--save", metavar="FILE", help="also save the session as JSON to FILE")
         if name == "dump":
             p.add_argument("--json", action="store_true", help="print the oracle JSON schema")
+        if name == "queue":
+            from .guest.hands import FAULTS
+            p.add_argument("--requests", type=int, default=1, metavar="N",
+                           help="how many requests (default 1; virtio-rng's first is the probe's own)")
+            p.add_argument("--disk", metavar="FILE", help="virtio-blk's raw image (default: 1 MiB, byte i = i mod 251)")
+            p.add_argument("--fault", choices=sorted(FAULTS), metavar="NAME",
+                           help="then one bad request: " + ", ".join(sorted(FAULTS)))
+            p.add_argument("--all", action="store_true", help="narrate the plug and the probe too")
+            p.add_argument("--json", action="store_true",
+                           help="the replay: bars, driver_ops and what each request left")
         if name == "probe":
             p.add_argument("--json", action="store_true",
                            help="config, BARs, ROM, Command, MSI-X, status, features, vectors as JSON")

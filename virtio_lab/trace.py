@@ -161,6 +161,11 @@ class Tracer:
             assert seg is not None
         seg.writes.append(write)
 
+    def detached(self) -> "_Detached":
+        """Record the events of another thread (QEMU's main loop) at depth 0, then return to
+        the calls still open: ``with tracer.detached(): ...``."""
+        return _Detached(self)
+
     def set_facts(self, facts: Any) -> None:
         self.facts = facts
 
@@ -175,6 +180,24 @@ class Tracer:
         self.events.append(_new_event(len(self.events), seg.function, seg.source, seg.explanation,
                                       seg.depth, tuple(seg.writes), seg.details, self.facts,
                                       seg.continued))
+
+
+class _Detached:
+    """Tracer.detached's context: an empty call stack inside, the caller's back outside."""
+
+    __slots__ = ("tracer", "saved")
+
+    def __init__(self, tracer: Tracer):
+        self.tracer = tracer
+        self.saved: list = []
+
+    def __enter__(self) -> None:
+        self.tracer._flush()
+        self.saved, self.tracer._stack = self.tracer._stack, []
+
+    def __exit__(self, *exc: Any) -> None:
+        self.tracer._flush()
+        self.tracer._stack = self.saved
 
 
 # Frozen dataclasses pay one object.__setattr__ per field in __init__; a plug makes

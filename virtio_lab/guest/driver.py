@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from ..hw.device_config import device_config_field
 from ..hw.guest_access import DRIVER_OK, FEATURES_OK, NO_VECTOR, GuestDevice
 from ..pci import regs
+from .virtio_ring import RING, SMP_CACHE_BYTES, GuestMemory, Vring
 
 __all__ = ["Driver", "DRIVERS", "linux_probe", "LinuxResult", "ProbeFailed", "TRANSPORT_FEATURES"]
 
@@ -102,6 +103,7 @@ class LinuxResult:
     queues: list[dict] = field(default_factory=list)
     notify: dict | None = None
     cfg_size: int = 256  # pci_cfg_space_size: what sysfs 'config' shows
+    kernel: object = field(default=None, repr=False, compare=False)  # the driver state, to go on
 
 
 class _Linux:
@@ -120,6 +122,12 @@ class _Linux:
         self.notify_bar = 0
         self.msix_entries = 0
         self.bars: dict[int, tuple[str, int, int]] = {}  # index -> (kind, start, size)
+        self.mem = GuestMemory(dev)
+        self.vqs: list[Vring] = []  # vdev->vqs, in creation order
+        self.irq_routes: dict[int, tuple[str, int | None]] = {}  # MSI-X vector -> its handler
+        self.intx = False  # vp_find_vqs_intx: one shared INTx handler (vp_interrupt)
+        self.virtio_id = 0
+        self.state: dict = {}  # the drivers' own state once requests run (guest/requests.py)
 
     # -------------------------------------------------------------- helpers
     def call(self, fn: str, src: str, text: str, **kw):
@@ -607,9 +615,14 @@ class _Linux:
                     bs = self.cread("blk_size")
                     if bs < 512 or bs > PAGE_SIZE or bs & (bs - 1):
                         raise ProbeFailed(f"virtio_blk: invalid block size: 0x{bs:x}")
-            if drv.name in ("virtio_net", "virtio_blk", "virtio_scsi", "virtio_console", "virtio_balloon"):
+            if drv.name in ("virtio_net", "virtio_blk", "virtio_scsi", "virtio_console", "virtio_balloon",
+                            "virtio_rng"):
                 # these drivers call virtio_device_ready themselves before using their queues
                 self.device_ready()
+            if drv.name == "virtio_rng":
+                # probe_common: "we always have a pending entropy request"
+                from .requests import request_entropy
+                request_entropy(self)
 
     def cread_many(self, off: int, n: int, what: str, width: int = 1) -> int:
         """__virtio_cread_many: read config_generation around the bytes, retry if it moved."""
@@ -665,23 +678,27 @@ class _Linux:
             v = self.config_vector(0)
             if v == NO_VECTOR:
                 raise ProbeFailed("virtio_pci: config vector refused (-EBUSY)")
+            self.irq_routes[0] = ("config", None)
             if shared:
                 self.request_irq(1, "virtqueues")
+                self.irq_routes[1] = ("vp_vring_interrupt", None)
             nxt = 1
             for i, (name, cb) in enumerate(vqs):
                 vec = NO_VECTOR if not cb else 1 if shared else nxt
                 if cb and not shared:
                     nxt += 1
-                self.setup_vq(i, name, vec)
+                self.setup_vq(i, name, vec, cb)
                 if cb and not shared:
                     self.request_irq(vec, name)
+                    self.irq_routes[vec] = ("vring_interrupt", i)
 
     def find_vqs_intx(self, vqs) -> None:
         with self.call("vp_find_vqs_intx", VPCI,
                        "No MSI-X: one shared INTx handler that reads the ISR (reading clears it) to see "
                        "whether a queue or the config changed (virtio spec §4.1.4.5)."):
-            for i, (name, _) in enumerate(vqs):
-                self.setup_vq(i, name, NO_VECTOR)
+            self.intx = True
+            for i, (name, cb) in enumerate(vqs):
+                self.setup_vq(i, name, NO_VECTOR, cb)
 
     def msix_capability_init(self, nvec: int) -> None:
         d, cap = self.d, self.d.msix_cap
@@ -725,46 +742,85 @@ class _Linux:
             self.d.bar_write(0, regs.VIRTIO_MSI_CONFIG_VECTOR, v, 2)
             return self.d.bar_read(0, regs.VIRTIO_MSI_CONFIG_VECTOR, 2)
 
-    def setup_vq(self, i: int, name: str, vec: int) -> None:
+    def create_vring(self, i: int, name: str, num: int, callback: bool, ctx: bool = False) -> Vring:
+        """vring_create_virtqueue → vring_create_virtqueue_split: the rings in zeroed pages."""
+        align = SMP_CACHE_BYTES if self.modern else regs.VIRTIO_PCI_VRING_ALIGN
+        f = self.res.features
+        vq = Vring(self.mem, i, num, align, name, callback, event=bool(f >> 29 & 1),
+                   indirect=bool(f >> 28 & 1) and not ctx)
+        with self.call("vring_create_virtqueue_split", RING,
+                       f"Allocate queue {i}'s split ring for {num} entries: {vq.size} bytes "
+                       f"(vring_size with {align}-byte alignment"
+                       + (": SMP_CACHE_BYTES for a modern device" if self.modern else
+                          ": the legacy VIRTIO_PCI_VRING_ALIGN") + ") in zeroed pages from "
+                       f"alloc_pages_exact at 0x{vq.desc:x} (the allocator's choice: illustrative). "
+                       f"Descriptor table 0x{vq.desc:x}, available ring 0x{vq.avail:x}, used ring "
+                       f"0x{vq.used:x} (vring_init). Every descriptor is on the free list "
+                       f"(desc_extra[i].next = i + 1, driver-private)"
+                       + ("" if callback else "; no callback, so avail_flags_shadow gets "
+                          "VRING_AVAIL_F_NO_INTERRUPT") + ".",
+                       queue=i, desc=vq.desc, avail=vq.avail, used=vq.used, num=num):
+            vq.init_split()
+        self.vqs.append(vq)
+        return vq
+
+    def setup_vq(self, i: int, name: str, vec: int, callback: bool = True) -> None:
         d = self.d
-        ring = 0x02A00000 + 0x10000 * i  # the kernel's DMA allocation (illustrative)
         if not self.modern:
             with self.call("setup_vq", OPS[False],
-                           f"Queue {i} ({name}), legacy: select it, read its fixed size, check it is "
-                           f"not active (PFN 0), give the ring's page frame number, then its vector."):
-                d.bar_write(0, regs.VIRTIO_PCI_QUEUE_SEL, i, 2)
+                           f"Queue {i} ({name}), legacy: read its fixed size and check it is not "
+                           f"active (PFN 0), allocate the ring, give its page frame number, then "
+                           f"its vector."):
+                d.bar_write(0, regs.VIRTIO_PCI_QUEUE_SEL, i, 2)  # vp_legacy_get_queue_size
                 num = d.bar_read(0, regs.VIRTIO_PCI_QUEUE_NUM, 2)
+                d.bar_write(0, regs.VIRTIO_PCI_QUEUE_SEL, i, 2)  # vp_legacy_get_queue_enable
                 if not num or d.bar_read(0, regs.VIRTIO_PCI_QUEUE_PFN, 4):
                     raise ProbeFailed(f"setup_vq: queue {i} unavailable")
-                d.bar_write(0, regs.VIRTIO_PCI_QUEUE_PFN, ring >> 12, 4)
+                vq = self.create_vring(i, name, num, callback, self.ctx(name))
+                d.bar_write(0, regs.VIRTIO_PCI_QUEUE_SEL, i, 2)  # vp_legacy_set_queue_address
+                d.bar_write(0, regs.VIRTIO_PCI_QUEUE_PFN, vq.desc >> 12, 4)
+                vq.notify_address = self.bars[0][1] + regs.VIRTIO_PCI_QUEUE_NOTIFY
+                vq.notify_at = (0, regs.VIRTIO_PCI_QUEUE_NOTIFY)
                 if vec != NO_VECTOR:
+                    d.bar_write(0, regs.VIRTIO_PCI_QUEUE_SEL, i, 2)  # vp_legacy_queue_vector
                     d.bar_write(0, regs.VIRTIO_MSI_QUEUE_VECTOR, vec, 2)
                     if d.bar_read(0, regs.VIRTIO_MSI_QUEUE_VECTOR, 2) == NO_VECTOR:
                         raise ProbeFailed(f"setup_vq: vector {vec} refused (-EBUSY)")
+                vq.vector = vec
                 self.res.queues.append({"index": i, "name": name, "size": num, "vector": vec})
             return
         with self.call("setup_vq", OPS[True],
-                       f"Queue {i} ({name}): select it, read its size (0 = no such queue; must be a "
-                       f"power of 2), allocate the split ring, write size and desc/avail/used, find "
-                       f"its notify address, set its MSI-X vector (virtio spec §4.1.5.1.3)."):
+                       f"Queue {i} ({name}): read its size (0 = no such queue; a power of 2) and check "
+                       f"it is not enabled yet, allocate the split ring, then vp_active_vq writes its "
+                       f"size, its three ring addresses and its MSI-X vector; last, its notify address "
+                       f"(virtio spec §4.1.5.1.3)."):
             if i >= d.common_read("num_queues"):
                 raise ProbeFailed(f"setup_vq: queue {i} beyond num_queues")
-            d.common_write("queue_select", i)
+            d.common_write("queue_select", i)  # vp_modern_get_queue_size
             num = d.common_read("queue_size")
-            d.common_write("queue_select", i)
+            d.common_write("queue_select", i)  # vp_modern_get_queue_enable
             if not num or d.common_read("queue_enable"):
                 raise ProbeFailed(f"setup_vq: queue {i} unavailable (-ENOENT)")
             if num & (num - 1):
                 raise ProbeFailed(f"setup_vq: bad queue size {num}")
-            d.common_write("queue_select", i)
-            d.common_write("queue_size", num)
-            desc, avail = ring, ring + 16 * num
-            used = (avail + 6 + 2 * num + 63) // 64 * 64
-            for reg, addr in (("desc", desc), ("avail", avail), ("used", used)):
-                d.common_write("queue_select", i)
-                d.common_write(f"queue_{reg}_lo", addr & 0xFFFFFFFF)
-                d.common_write(f"queue_{reg}_hi", addr >> 32)
-            d.common_write("queue_select", i)
+            vq = self.create_vring(i, name, num, callback, self.ctx(name))
+            with self.call("vp_active_vq", "drivers/virtio/virtio_pci_modern.c",
+                           f"Tell the device where queue {i} lives: queue_size, then queue_desc, "
+                           f"queue_driver (avail) and queue_device (used), each as two 32-bit halves"
+                           + (f", then vector {vec}" if vec != NO_VECTOR else "") + "."):
+                d.common_write("queue_select", i)  # vp_modern_set_queue_size
+                d.common_write("queue_size", num)
+                d.common_write("queue_select", i)  # vp_modern_queue_address
+                for reg, addr in (("desc", vq.desc), ("avail", vq.avail), ("used", vq.used)):
+                    d.common_write(f"queue_{reg}_lo", addr & 0xFFFFFFFF)
+                    d.common_write(f"queue_{reg}_hi", addr >> 32)
+                if vec != NO_VECTOR:
+                    d.common_write("queue_select", i)  # vp_modern_queue_vector
+                    d.common_write("queue_msix_vector", vec)
+                    if d.common_read("queue_msix_vector") == NO_VECTOR:
+                        raise ProbeFailed(f"setup_vq: vector {vec} refused (-EBUSY)")
+            vq.vector = vec
+            d.common_write("queue_select", i)  # vp_modern_get_queue_notify_off
             off = d.common_read("queue_notify_off")
             where = off * self.notify_mult
             if self.notify_len and where + 2 > self.notify_len:
@@ -772,14 +828,11 @@ class _Linux:
                                   f"for queue {i} > {self.notify_len}")
             base = self.bars.get(self.notify_bar, ("", 0, 0))[1]
             addr = base + self.notify_offset + where
-            self.tr.phase(f"Queue {i} notify address 0x{addr:x} = BAR{self.notify_bar} 0x{base:x} + cap "
-                          f"offset 0x{self.notify_offset:x} + queue_notify_off {off} x multiplier "
-                          f"{self.notify_mult} (virtio spec §4.1.4.4); then its vector.", notify_address=addr)
-            if vec != NO_VECTOR:
-                d.common_write("queue_select", i)
-                d.common_write("queue_msix_vector", vec)
-                if d.common_read("queue_msix_vector") == NO_VECTOR:
-                    raise ProbeFailed(f"setup_vq: vector {vec} refused (-EBUSY)")
+            vq.notify_address = addr
+            vq.notify_at = (self.notify_bar, self.notify_offset + where)
+            self.tr.phase(f"vp_modern_map_vq_notify: queue {i} notifies at 0x{addr:x} = BAR{self.notify_bar} "
+                          f"0x{base:x} + cap offset 0x{self.notify_offset:x} + queue_notify_off {off} x "
+                          f"multiplier {self.notify_mult} (virtio spec §4.1.4.4).", notify_address=addr)
             q = {"index": i, "name": name, "size": num, "vector": vec, "notify_off": off,
                  "notify_address": addr}
             self.res.queues.append(q)
@@ -787,6 +840,10 @@ class _Linux:
                 self.res.notify = {"bar": self.notify_bar, "offset": self.notify_offset,
                                    "multiplier": self.notify_mult, "queue0_notify_off": off,
                                    "queue0_address": addr, "bar_address": base}
+
+    def ctx(self, name: str) -> bool:
+        """virtnet_find_vqs passes ctx for receive queues with mergeable buffers (no indirect)."""
+        return self.res.driver == "virtio_net" and name.startswith("input.") and bool(self.res.features >> 15 & 1)
 
 
 def linux_probe(dev: GuestDevice, machine: str) -> LinuxResult:
@@ -797,5 +854,6 @@ def linux_probe(dev: GuestDevice, machine: str) -> LinuxResult:
     lx.enumerate()
     lx.virtio_pci_probe()
     lx.res.cfg_size = lx.cfg_size
+    lx.res.kernel = lx
     return lx.res
 

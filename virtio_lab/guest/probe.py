@@ -123,11 +123,7 @@ class ProbeResult:
 
     def narrate(self) -> str:
         """One line per guest event (firmware and kernel), indented by call depth."""
-        lines = []
-        for e in self.guest_events:
-            w = sum(1 for x in e.writes if x.space == "config")
-            tag = f" [{w} config write{'s' if w != 1 else ''}]" if w else ""
-            lines.append(f"{e.index:4d} {'  ' * e.depth}{e.function}: {e.explanation}{tag}")
+        lines = event_lines(self.guest_events, "config")
         lines.append(f"=> {self.spec} on {self.machine.label}: status {status_text(self.status)}, "
                      f"driver {self.linux.driver or 'none'}, features {self.driver_features}, "
                      f"{'MSI-X with ' + str(self.vectors_used) + ' vectors' if self.msix_enabled else 'INTx'}, "
@@ -137,6 +133,16 @@ class ProbeResult:
     def __repr__(self) -> str:
         return (f"<ProbeResult {self.spec!r} on {self.machine.label}: status {status_text(self.status)}, "
                 f"{len(self.guest_events)} guest events>")
+
+
+def event_lines(events, space: str, width: int = 4) -> list[str]:
+    """One line per event, indented by call depth, with how many ``space`` writes it made."""
+    lines = []
+    for e in events:
+        w = sum(1 for x in e.writes if x.space == space)
+        tag = f" [{w} {space} write{'s' if w != 1 else ''}]" if w else ""
+        lines.append(f"{e.index:{width}d} {'  ' * e.depth}{e.function}: {e.explanation}{tag}")
+    return lines
 
 
 def _caps(config: bytes):

@@ -272,28 +272,30 @@ def _blk_write_cache(s: DeviceSpec) -> bool:
     return s.value("write-cache") != "off"
 
 
-def _blk_geometry(s: DeviceSpec) -> tuple[int, int, int]:
+def _blk_geometry(s: DeviceSpec, sectors: int = NULL_CO_SECTORS) -> tuple[int, int, int]:
     """(cylinders, heads, sectors): the user's when any is set, else guessed
     (hw/block/block.c: blkconf_geometry -> hd_geometry_guess; a null-co disk has no
     partition table, so the guess is the LBA one: 16 heads, 63 sectors)."""
     given = (s.value("cyls"), s.value("heads"), s.value("secs"))
     if any(given):
         return given
-    return min(max(NULL_CO_SECTORS // (16 * 63), 2), 16383), 16, 63
+    return min(max(sectors // (16 * 63), 2), 16383), 16, 63
 
 
-def _blk_config_sectors(s: DeviceSpec, heads: int, secs: int, logical: int) -> int:
+def _blk_config_sectors(s: DeviceSpec, heads: int, secs: int, logical: int,
+                        sectors: int = NULL_CO_SECTORS) -> int:
     """The geometry's sectors field (virtio-blk.c: virtio_blk_update_config): when the
     disk's bytes per track are not a whole number of logical blocks, the count is
     rounded down to a multiple of the logical block size in 512-byte sectors."""
-    per_track = NULL_CO_SECTORS * 512 // heads // secs
+    per_track = sectors * 512 // heads // secs
     return secs & ~(logical // 512 - 1) if per_track % logical else secs
 
 
-def _blk_device_config(s: DeviceSpec) -> bytes:
-    sectors = NULL_CO_SECTORS
+def _blk_device_config(s: DeviceSpec, sectors: int = NULL_CO_SECTORS) -> bytes:
+    """virtio_blk_update_config for a drive of ``sectors`` 512-byte sectors (the 1 GiB null-co
+    drive by default; the queue replay's raw image is smaller)."""
     logical, physical = _blk_sizes(s)
-    cyls, heads, secs = _blk_geometry(s)
+    cyls, heads, secs = _blk_geometry(s, sectors)
     granularity = s.value("discard_granularity")
     if granularity == 0xFFFFFFFF or not s.value("report-discard-granularity"):
         granularity = logical  # unset (-1), or not reported: the logical block size
@@ -302,7 +304,7 @@ def _blk_device_config(s: DeviceSpec) -> bytes:
     def le(v: int, n: int) -> bytes:
         return v.to_bytes(n, "little")
     cfg = (le(sectors, 8) + le(0, 4) + le(seg_max, 4)  # capacity, size_max, seg_max
-           + le(cyls & 0xFFFF, 2) + bytes([heads & 0xFF, _blk_config_sectors(s, heads, secs, logical) & 0xFF])
+           + le(cyls & 0xFFFF, 2) + bytes([heads & 0xFF, _blk_config_sectors(s, heads, secs, logical, sectors) & 0xFF])
            + le(logical, 4) + bytes([(physical // logical).bit_length() - 1, 0])
            + le((s.value("min_io_size") or 0) // logical, 2)
            + le((s.value("opt_io_size") or 0) // logical, 4)  # blk_size and topology

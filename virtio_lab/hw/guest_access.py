@@ -25,7 +25,7 @@ QEMU code is copied. Standard library only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from ..errors import VirtioLabError, shown
@@ -35,9 +35,12 @@ from ..pci.bar import Bar, Region
 from ..pci.bits import get_le, ranges_overlap
 from ..pci.layout import field_map
 from ..trace import Tracer, new_write
+from . import virtqueue as vqm
+from .guest_ram import GuestRAM, NotModelled
 from .state import PlugState
+from .virtqueue import VirtQueue
 
-__all__ = ["GuestDevice", "VirtQueue", "VirtioDevice", "COMMON_CFG", "STATUS_NAMES"]
+__all__ = ["GuestDevice", "VirtQueue", "VirtioDevice", "Interrupt", "COMMON_CFG", "STATUS_NAMES"]
 
 VPC = "hw/virtio/virtio-pci.c"
 VIO = "hw/virtio/virtio.c"
@@ -76,25 +79,6 @@ def status_text(v: int) -> str:
 
 
 @dataclass
-class VirtQueue:
-    """One VirtQueue plus the proxy's VirtIOPCIQueue shadow (num, enabled, ring addresses)."""
-
-    num_default: int  # virtio_add_queue's size: what the device offers
-    num: int = 0  # vring.num (queue_size as read)
-    vector: int = NO_VECTOR
-    enabled: int = 0
-    reset: int = 0
-    pending_num: int = 0  # proxy->vqs[n].num: written queue_size, applied on enable
-    desc: list[int] = field(default_factory=lambda: [0, 0])
-    avail: list[int] = field(default_factory=lambda: [0, 0])
-    used: list[int] = field(default_factory=lambda: [0, 0])
-    pfn_addr: int = 0  # legacy: vring.desc as set through QUEUE_PFN
-
-    def __post_init__(self):
-        self.num = self.num_default
-
-
-@dataclass
 class VirtioDevice:
     """The VirtIODevice's guest-visible state (hw/virtio/virtio.c) and the proxy's selectors."""
 
@@ -114,9 +98,27 @@ class VirtioDevice:
     generation: int = 0
     broken: bool = False
     disabled: bool = False
+    started: bool = False
 
     def queue(self, n: int) -> VirtQueue | None:
         return self.queues[n] if 0 <= n < len(self.queues) else None
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """An interrupt the device raised: an MSI-X message that reached the CPU, or INTx going up."""
+
+    kind: str  # "msix" | "intx"
+    vector: int = NO_VECTOR  # the MSI-X table entry
+    address: int = 0
+    data: int = 0
+    event: int = -1  # the trace event that raised it
+
+
+def _desc_flags(flags: int) -> str:
+    """A descriptor's flags by name (NEXT 1, WRITE 2, INDIRECT 4)."""
+    names = [n for bit, n in ((1, "NEXT"), (2, "WRITE"), (4, "INDIRECT")) if flags & bit]
+    return "|".join(names) or "0"
 
 
 def _common_offset(name: str) -> int:
@@ -167,6 +169,22 @@ class GuestDevice(ConfigAccess):
         self.msix_pba = bytearray((n + 63) // 64 * 8)
         self.msix_used = [0] * n
         self.irq_level = 0
+        self.ram = GuestRAM()
+        self.errors: list[str] = []  # virtio_error messages, as QEMU prints them on stderr
+        self.interrupts: list[Interrupt] = []  # delivered to the CPU, for the guest to take
+        self._deferred: list = []  # bottom halves and I/O completions for QEMU's main loop
+        self._depth = 0
+        self.backend = None  # the device model behind the proxy (attach_backend)
+        # VIRTIO_PCI_FLAG_USE_IOEVENTFD (the ioeventfd property, on by default where it exists)
+        self.ioeventfd = bool(trace.spec.value("ioeventfd"))
+        self.ioeventfd_started = False
+        self.notifies = 0  # queue notifications the device has received (for the replay's hints)
+        self.unmodelled = ""  # set when the device reached memory this model does not cover
+        #: every access the guest made, in order: ("cfg", r/w, offset, size, value, event),
+        #: ("bar", r/w, index, offset, size, value, event), ("ram", address, bytes, event)
+        self.ops: list[tuple] = []
+        self.dma: list[tuple[int, int, int]] = []  # device stores: (address, length, op count)
+        self.attach_backend()
         # proxy->regs order (virtio_address_space_lookup walks it): common, isr, device, notify, notify-pio
         self._modern_regions = [(bar, r) for role in ("common", "isr", "device", "notify", "notify-pio")
                                 for bar in self.facts.bars if not any(x.role == "legacy" for x in bar.regions)
@@ -185,6 +203,177 @@ class GuestDevice(ConfigAccess):
         if self.record:
             with self.tracer.call(function, source, explanation, **details):
                 pass
+
+    # ---------------------------------------------------- the device at work
+    def call(self, function: str, source: str, explanation: str, **details: Any):
+        """An event of the device model (a no-op context when not recording)."""
+        return self.tracer.call(function, source, explanation, **details) if self.record else _NULL
+
+    def phase(self, explanation: str, **details: Any) -> None:
+        if self.record:
+            self.tracer.phase(explanation, **details)
+
+    def store(self, addr: int, data: bytes) -> None:
+        """A DMA store into guest memory (address_space_write), recorded in space "ram"."""
+        for a, old, new in self.ram.write(addr, data):
+            self.dma.append((a, len(new), len(self.ops)))
+            if self.record:
+                self.tracer.record(new_write("ram", a, old, new))
+
+    def defer(self, fn) -> None:
+        """Queue work for QEMU's main loop (a bottom half, a timer, an I/O completion)."""
+        self._deferred.append(fn)
+
+    def run_main_loop(self) -> None:
+        """QEMU's main loop runs what the last guest access scheduled, before the guest's next
+        access (a real QEMU over qtest: the replay waits for the used ring to move). Its
+        events stand at depth 0: another thread, not a call of the guest's."""
+        while self._deferred:
+            fn = self._deferred.pop(0)
+            if self.record:
+                with self.tracer.detached():
+                    self._guarded(fn)
+            else:
+                self._guarded(fn)
+
+    def _guarded(self, fn) -> None:
+        """Run device work; if it reaches memory this model does not cover, say so and stop."""
+        try:
+            fn()
+        except NotModelled as err:
+            self.unmodelled = str(err)
+            with self.call("flatview_translate", "softmmu/physmem.c",
+                           f"The device's access stops here, in virtio_lab: {err}."):
+                pass
+
+    def iov_from_buf(self, pieces, offset: int, data: bytes, what: str) -> int:
+        """iov_from_buf: copy ``data`` into the mapped pieces from byte ``offset``; bytes
+        for a bounced piece go to the bounce buffer, whose write-back lands in the hole."""
+        plan, copied, pos = [], 0, 0
+        for p in pieces:
+            if offset >= pos + p.length:
+                pos += p.length
+                continue
+            start = max(offset - pos, 0)
+            n = min(p.length - start, len(data) - copied)
+            if n <= 0:
+                break
+            plan.append((p, start, copied, n))
+            copied += n
+            pos += p.length
+        if copied:
+            where = ", ".join(f"0x{p.addr + start:x}" + (" (bounced: lost in the hole)" if p.bounced else "")
+                              for p, start, _, _ in plan)
+            self.phase(f"{copied} byte(s) of {what} written into the buffer at {where}.", bytes=copied)
+        for p, start, at, n in plan:
+            if not p.bounced:
+                self.store(p.addr + start, data[at:at + n])
+        return copied
+
+    def iov_to_buf(self, pieces, offset: int, n: int) -> bytes:
+        """iov_to_buf: up to ``n`` bytes of the mapped pieces from byte ``offset``."""
+        out, pos = bytearray(), 0
+        for p in pieces:
+            if len(out) >= n:
+                break
+            if offset >= pos + p.length:
+                pos += p.length
+                continue
+            start = max(offset - pos, 0)
+            take = min(p.length - start, n - len(out))
+            out += bytes(take) if p.bounced else self.ram.read(p.addr + start, take)
+            pos += p.length
+        return bytes(out)
+
+    def _qindex(self, vq: VirtQueue) -> int:
+        return next(i for i, q in enumerate(self.vdev.queues) if q is vq)
+
+    def virtqueue_pop(self, vq: VirtQueue):
+        """virtqueue_pop (→ virtqueue_split_pop), as an event naming what it read."""
+        n = self._qindex(vq)
+        with self.call("virtqueue_pop", vqm.VIO,
+                       f"Queue {n}: is there a new chain? avail->idx against last_avail_idx "
+                       f"{vq.last_avail_idx}.", queue=n):
+            elem = vqm.pop(self, vq)
+            if elem is None:
+                self.phase(f"Nothing (more) to pop: avail->idx is {vq.shadow_avail_idx}, "
+                           f"last_avail_idx {vq.last_avail_idx}." if not self.vdev.broken else
+                           "The device is broken: nothing is popped.", queue=n)
+                return None
+            chain = "; ".join(f"{'indirect ' if d.table != vq.vring_desc else ''}desc[{d.index}] "
+                              f"addr 0x{d.addr:x} len {d.len} flags {_desc_flags(d.flags)}"
+                              + (f" next {d.next}" if d.flags & vqm.VRING_DESC_F_NEXT else "")
+                              for d in elem.descs)
+            self.phase(f"Popped head {elem.index} (avail->ring[{(vq.last_avail_idx - 1) % vq.num}]); "
+                       f"last_avail_idx is now {vq.last_avail_idx}. The chain: {chain}. "
+                       f"{elem.out_len} byte(s) the device reads, {elem.in_len} it may write.",
+                       queue=n, head=elem.index, descs=tuple((d.table, d.index) for d in elem.descs))
+            return elem
+
+    def virtqueue_push(self, vq: VirtQueue, elem, length: int) -> None:
+        """virtqueue_push: virtqueue_fill (used->ring entry) then virtqueue_flush (used->idx)."""
+        n = self._qindex(vq)
+        slot = vq.used_idx % vq.num if vq.num else 0
+        with self.call("virtqueue_push", vqm.VIO,
+                       f"Queue {n}: virtqueue_fill writes used->ring[{slot}] = {{id {elem.index}, len "
+                       f"{length}}}, then virtqueue_flush (after a write barrier, smp_wmb) moves "
+                       f"used->idx from {vq.used_idx} to {(vq.used_idx + 1) & 0xFFFF}.",
+                       queue=n, head=elem.index, len=length, slot=slot):
+            vqm.push(self, vq, elem, length)
+            if vqm.disabled(self):
+                self.phase("The device is disabled or broken: nothing was written.")
+
+    def virtqueue_detach(self, vq: VirtQueue, elem) -> None:
+        with self.call("virtqueue_detach_element", vqm.VIO,
+                       f"Give up head {elem.index} without using it: unmapped, inuse drops; the "
+                       f"used ring is not touched."):
+            vqm.detach(self, vq, elem)
+
+    def set_notification(self, vq: VirtQueue, enable: bool) -> None:
+        n = self._qindex(vq)
+        if vqm.has(self, vqm.EVENT_IDX):
+            how = ("avail_event (used->ring[num]) = avail->idx: notify me once you pass it" if enable else
+                   "with EVENT_IDX nothing is written: vring_set_avail_event only writes while they are on")
+        else:
+            how = ("clear" if enable else "set") + " VRING_USED_F_NO_NOTIFY in used->flags"
+        with self.call("virtio_queue_set_notification", vqm.VIO,
+                       f"Queue {n}: notifications {'on' if enable else 'off'} ({how}).",
+                       queue=n, enable=enable):
+            vqm.set_notification(self, vq, enable)
+
+    def virtio_notify(self, vq: VirtQueue) -> None:
+        """virtio_notify: ask virtio_split_should_notify, then virtio_irq: ISR |= 1 and the vector."""
+        n = self._qindex(vq)
+        with self.call("virtio_notify", vqm.VIO, f"Queue {n}: tell the driver?", queue=n):
+            want, why = vqm.should_notify(self, vq)
+            if not want:
+                self.phase(f"virtio_split_should_notify: {why}.", notify=False)
+                return
+            self.phase(f"virtio_split_should_notify: {why}: interrupt.", notify=True)
+            self.virtio_irq(n)
+
+    def virtio_error(self, why: str) -> str:
+        """virtio_error: QEMU prints the message; a VERSION_1 device sets DEVICE_NEEDS_RESET and
+        sends a config interrupt; either way the device is broken until reset."""
+        self.errors.append(why)
+        d = self.vdev
+        modern = bool(d.guest_features & VERSION_1)
+        with self.call("virtio_error", vqm.VIO,
+                       f"QEMU prints \"{why}\" and marks the device broken (vdev->broken: it ignores "
+                       f"notifies and writes no used ring until reset)"
+                       + ("; VERSION_1 was negotiated, so status gets DEVICE_NEEDS_RESET (0x40) and "
+                          "virtio_notify_config interrupts the driver." if modern else
+                          "; a legacy device has no DEVICE_NEEDS_RESET to set."), message=why):
+            if modern:
+                d.status |= NEEDS_RESET
+                self._notify_config()
+            d.broken = True
+        return f"virtio_error: {why}" + (" (DEVICE_NEEDS_RESET)" if modern else "")
+
+    def take_interrupts(self) -> list[Interrupt]:
+        """The interrupts delivered since the last call (the guest's CPU takes them)."""
+        out, self.interrupts = self.interrupts, []
+        return out
 
     def _record_config(self, before: bytes, offset: int) -> None:
         after = bytes(self.config[offset:offset + len(before)])
@@ -205,6 +394,8 @@ class GuestDevice(ConfigAccess):
         if self.config_cap and ranges_overlap(addr, size, self.config_cap + regs.VIRTIO_PCI_CAP_DATA, 4):
             window = self._cfg_window(write=False)
         value = super().config_read(addr, size)
+        if self.record and not self._depth:
+            self.ops.append(("cfg", "r", addr, size, value, len(self.tracer.events)))
         if self.record:
             with self._event("virtio_read_config", VPC,
                              f"The guest reads {size} byte{'s' if size > 1 else ''} of config space "
@@ -215,6 +406,27 @@ class GuestDevice(ConfigAccess):
 
     def config_write(self, addr: int, value: int, size: int) -> None:
         """virtio_write_config: the write rule, then Bus Master, MSI-X and PCI_CFG side effects."""
+        self._check(addr, size)
+        self._check_value(value)
+        if self.record and not self._depth:
+            self.ops.append(("cfg", "w", addr, size, value & (1 << (8 * size)) - 1, len(self.tracer.events)))
+        self._depth += 1
+        try:
+            self._config_write(addr, value, size)
+        finally:
+            self._after_access()
+
+    def _after_access(self) -> None:
+        """Back from the outermost access: QEMU's main loop runs what it scheduled."""
+        self._depth -= 1
+        if not self._depth and self._deferred:
+            self._depth += 1
+            try:
+                self.run_main_loop()
+            finally:
+                self._depth -= 1
+
+    def _config_write(self, addr: int, value: int, size: int) -> None:
         self._check(addr, size)
         self._check_value(value)
         value &= (1 << (8 * size)) - 1
@@ -249,6 +461,7 @@ class GuestDevice(ConfigAccess):
                 cmd = get_le(self.config, regs.PCI_COMMAND, 2)
                 if not cmd & regs.PCI_COMMAND_MASTER:
                     self.vdev.disabled = True
+                    self._stop_ioeventfd()
                     if self.vdev.status & DRIVER_OK:
                         self.vdev.status &= ~DRIVER_OK
                         notes.append("Bus Master is off: virtio_set_status drops DRIVER_OK")
@@ -437,8 +650,11 @@ class GuestDevice(ConfigAccess):
         """A read of BAR ``index`` at ``offset`` (whatever address it has): the region's read hook."""
         bar = self._bar(index)
         value = 0
+        at = len(self.tracer.events)
         for off, n, shift in self._split(offset, size):
             value |= self._bar_access(bar, off, n, None) << shift
+        if self.record and not self._depth:
+            self.ops.append(("bar", "r", index, offset, size, value, at))
         return value
 
     def bar_write(self, index: int, offset: int, value: int, size: int) -> None:
@@ -446,8 +662,14 @@ class GuestDevice(ConfigAccess):
         bar = self._bar(index)
         self._check_value(value, "a BAR write")
         value &= (1 << (8 * size)) - 1
-        for off, n, shift in self._split(offset, size):
-            self._bar_access(bar, off, n, (value >> shift) & ((1 << (8 * n)) - 1))
+        if self.record and not self._depth:
+            self.ops.append(("bar", "w", index, offset, size, value, len(self.tracer.events)))
+        self._depth += 1
+        try:
+            for off, n, shift in self._split(offset, size):
+                self._bar_access(bar, off, n, (value >> shift) & ((1 << (8 * n)) - 1))
+        finally:
+            self._after_access()
 
     def _bar_access(self, bar: Bar, offset: int, size: int, value: int | None) -> int:
         region = self._region_at(bar, offset)
@@ -519,6 +741,10 @@ class GuestDevice(ConfigAccess):
 
     def _region_write(self, bar: Bar, region: Region, rel: int, value: int, size: int) -> None:
         role = region.role
+        queue = self._eventfd_queue(role, rel, value, size)
+        if queue is not None:
+            self._eventfd_write(bar, region, rel, value, size, queue)
+            return
         fn, src = self._WRITE_HOOKS[role]
         if role == "legacy" and rel >= regs.VIRTIO_PCI_CONFIG_OFF(self.msix_enabled):
             fn = "virtio_pci_config_write"
@@ -528,6 +754,7 @@ class GuestDevice(ConfigAccess):
         with (self._event(fn, src, f"The guest writes {_hex(value, size)} at {where}.", bar=bar.index,
                           region=role, offset=rel, size=size, value=value)
               if self.record else _NULL):
+            index = len(self.tracer.events)  # the number this write's event gets when it closes
             what = {
                 "common": lambda: self._common_write(rel, value, size),
                 "isr": lambda: "ISR writes are ignored",
@@ -539,7 +766,65 @@ class GuestDevice(ConfigAccess):
                 "legacy": lambda: self._legacy_write(rel, value, size),
             }[role]()
             if self.record:
-                self._complete_explanation(f"The guest writes {_hex(value, size)} at {where}: {what}.")
+                self._complete_explanation(f"The guest writes {_hex(value, size)} at {where}: {what}.",
+                                           index)
+
+    def _eventfd_queue(self, role: str, rel: int, value: int, size: int) -> int | None:
+        """virtio_pci_ioeventfd_assign's eventfds, once started: 2-byte writes at queue n's notify
+        offset (modern), or of the value n to QUEUE_NOTIFY (legacy, a data match), for every queue
+        with a size. The memory core signals them (memory_region_dispatch_write_eventfds)."""
+        if not self.ioeventfd_started or size != 2:
+            return None
+        if role == "notify" and self.mult and rel % self.mult == 0:
+            q = rel // self.mult
+        elif role in ("notify-pio", "legacy") and (role == "notify-pio" or rel == regs.VIRTIO_PCI_QUEUE_NOTIFY):
+            q = value
+        else:
+            return None
+        vq = self.vdev.queue(q)
+        return q if vq is not None and vq.num else None
+
+    def _eventfd_write(self, bar: Bar, region: Region, rel: int, value: int, size: int, q: int) -> None:
+        self.notifies += 1
+        where = f"BAR{bar.index}+0x{region.offset + rel:x} ({region.role} +0x{rel:x})"
+        with self.call("memory_region_dispatch_write_eventfds", "softmmu/memory.c",
+                       f"The guest writes {_hex(value, size)} at {where}: since DRIVER_OK an ioeventfd "
+                       f"sits on queue {q}'s notify address, so the memory core only signals it (no "
+                       f"virtio_pci_notify_write); QEMU's main loop then runs "
+                       f"virtio_queue_host_notifier_read for queue {q}.",
+                       bar=bar.index, region=region.role, offset=rel, size=size, value=value, queue=q):
+            self.defer(lambda: self._host_notifier_read(q))
+
+    def _host_notifier_read(self, q: int) -> None:
+        """virtio_queue_host_notifier_read → virtio_queue_notify_vq: the handler, unless the queue
+        has no table or the device is broken."""
+        vq = self.vdev.queues[q]
+        ready = bool(vq.vring_desc) and self.backend is not None
+        with self.call("virtio_queue_host_notifier_read", vqm.VIO,
+                       f"Queue {q}'s eventfd fired: virtio_queue_notify_vq "
+                       + ("runs its handler." if ready and not self.vdev.broken else
+                          "does nothing: the device is broken." if ready else
+                          "does nothing: the queue has no descriptor table."), queue=q):
+            if ready and not self.vdev.broken and not self.unmodelled:
+                self.backend.handle_output(q)
+
+    def _start_ioeventfd(self) -> None:
+        """virtio_pci_start_ioeventfd → virtio_device_start_ioeventfd_impl (on DRIVER_OK)."""
+        if not self.ioeventfd or self.ioeventfd_started:
+            return
+        self.ioeventfd_started = True
+        self.notifies += 1  # every queue is kicked: the main loop has work after this write
+        queues = [i for i, q in enumerate(self.vdev.queues) if q.num]
+        with self.call("virtio_device_start_ioeventfd_impl", vqm.VIO,
+                       "DRIVER_OK: QEMU hangs an eventfd on every queue's notify address, then kicks "
+                       "each queue once \"to begin processing requests already in vring\" (its main "
+                       "loop runs them)."):
+            for i in queues:
+                self.defer(lambda i=i: self._host_notifier_read(i))
+
+    def _stop_ioeventfd(self) -> None:
+        """virtio_pci_stop_ioeventfd: the eventfds go; notifies are handled in the write again."""
+        self.ioeventfd_started = False
 
     def _add_effects(self, notes: list[str]) -> None:
         """Say what the hook did besides the write rule: on the write's own event if it is still
@@ -552,11 +837,15 @@ class GuestDevice(ConfigAccess):
         else:
             self.tracer.phase(text, side_effects=tuple(notes))
 
-    def _complete_explanation(self, text: str) -> None:
-        """Finish the open event's explanation (the Tracer's open segment is still this write)."""
+    def _complete_explanation(self, text: str, index: int | None = None) -> None:
+        """Finish the write's explanation: on its open segment, or, when the hook's own events
+        (the device at work) already closed it, on its recorded event ``index``."""
         seg = self.tracer._open
-        if seg is not None and not seg.continued:
+        if seg is not None and not seg.continued and (index is None or len(self.tracer.events) == index):
             seg.explanation = text
+        elif index is not None and index < len(self.tracer.events):
+            ev = self.tracer.events[index]
+            self.tracer.events[index] = replace(ev, explanation=text)
 
     # ----------------------------------------------------------- common config
     def _common_read(self, off: int, size: int) -> tuple[int, str]:
@@ -628,8 +917,10 @@ class GuestDevice(ConfigAccess):
         elif name == "queue_enable" and q is not None:
             if val == 1:
                 self._set_num(q, q.pending_num)
-                q.enabled = 1
-                return f"queue {sel} enabled (size {q.num}, rings from desc/avail/used)"
+                rings = [x[0] | x[1] << 32 for x in (q.desc, q.avail, q.used)]
+                what = vqm.set_rings(self, sel, q, *rings)
+                q.enabled, q.reset = 1, 0
+                return f"queue {sel} enabled (size {q.num}): virtio_queue_set_rings, {what}"
             return self._virtio_error(f"wrong value for queue_enable {val:x}")
         elif name in ("queue_desc_lo", "queue_desc_hi", "queue_avail_lo", "queue_avail_hi",
                       "queue_used_lo", "queue_used_hi") and q is not None:
@@ -651,8 +942,10 @@ class GuestDevice(ConfigAccess):
         q.num = num
 
     def _queue_reset(self, q: VirtQueue) -> None:
-        q.num, q.vector, q.enabled, q.pending_num = q.num_default, NO_VECTOR, 0, 0
-        q.desc, q.avail, q.used, q.pfn_addr = [0, 0], [0, 0], [0, 0], 0
+        """__virtio_queue_reset plus the proxy's shadow (virtio_pci_reset, queue_reset)."""
+        q.reset_ring()
+        q.enabled, q.pending_num = 0, 0
+        q.desc, q.avail, q.used = [0, 0], [0, 0], [0, 0]
 
     def _vec(self, v: int) -> str:
         return "NO_VECTOR (0xffff)" if v == NO_VECTOR else str(v)
@@ -676,7 +969,13 @@ class GuestDevice(ConfigAccess):
             why = self._validate_features()
             if why:
                 return f"device_status = {status_text(val)} refused by virtio_validate_features: {why}"
+        if not val & DRIVER_OK:
+            self._stop_ioeventfd()
+        if self.backend is not None and val != d.status:
+            self._guarded(lambda: self.backend.set_status(val))  # k->set_status, before vdev->status
         d.status = val
+        if val & DRIVER_OK:
+            self._start_ioeventfd()
         if val == 0:
             self._reset()
             return "device_status = 0: virtio_pci_reset resets the device (queues, vectors, features)"
@@ -696,19 +995,15 @@ class GuestDevice(ConfigAccess):
         d.status = d.guest_features = d.queue_sel = d.isr = 0
         d.config_vector = NO_VECTOR
         d.broken = d.disabled = False
+        if self.backend is not None:
+            self.backend.reset()
         for q in d.queues:
             self._queue_reset(q)
         self.msix_used = [0] * len(self.msix_used)
         self._set_irq(0)
 
     def _virtio_error(self, why: str) -> str:
-        """virtio_error: the device is broken; a modern one asks for a reset and says so."""
-        d = self.vdev
-        d.broken = True
-        if d.guest_features & VERSION_1:
-            d.status |= NEEDS_RESET
-            self._notify_config()
-        return f"virtio_error: {why} (DEVICE_NEEDS_RESET)"
+        return self.virtio_error(why)
 
     def virtio_irq(self, queue: int) -> str:
         """The device interrupts for ``queue`` (hw/virtio/virtio.c: virtio_notify → virtio_irq).
@@ -722,20 +1017,18 @@ class GuestDevice(ConfigAccess):
         q = self.vdev.queue(queue) if isinstance(queue, int) else None
         if q is None:
             raise VirtioLabError(f"queue {queue!r} does not exist: the device has {len(self.vdev.queues)} queues")
-        with self._maybe_event("virtio_irq", VIO, f"The device signals queue {queue}: ISR bit 0 set, then "
-                               "virtio_pci_notify with the queue's vector.", queue=queue, vector=q.vector):
+        with self.call("virtio_irq", VIO, f"The device signals queue {queue}: ISR |= 1 (bit 0: a queue "
+                       f"was used), then virtio_notify_vector with the queue's vector "
+                       f"{self._vec(q.vector)}.", queue=queue, vector=q.vector):
             self.vdev.isr |= 1
             return self._notify_vector(q.vector)
 
     def virtio_notify_config(self) -> str:
         """The device's config changed (hw/virtio/virtio.c: virtio_notify_config): after DRIVER_OK,
         ISR |= 3 (bit 1 says config), a new config_generation, the config vector. Returns what happened."""
-        with self._maybe_event("virtio_notify_config", VIO, "The device's config changed: after DRIVER_OK, "
+        with self.call("virtio_notify_config", VIO, "The device's config changed: after DRIVER_OK, "
                                "ISR |= 3, a new config_generation and the config vector."):
             return self._notify_config()
-
-    def _maybe_event(self, function: str, source: str, explanation: str, **details: Any):
-        return self._event(function, source, explanation, **details) if self.record else _NULL
 
     def _notify_config(self) -> str:
         """virtio_notify_config: only after DRIVER_OK; ISR |= 3, new generation, an interrupt."""
@@ -747,8 +1040,10 @@ class GuestDevice(ConfigAccess):
         return "ISR bits 0 and 1 set, config_generation advanced; " + self._notify_vector(d.config_vector)
 
     def _notify_vector(self, vector: int) -> str:
-        """virtio_pci_notify: an MSI-X message, or the INTx level following ISR bit 0."""
-        if self.vdev.broken or self.vdev.disabled:  # virtio_notify_vector: virtio_device_disabled
+        """virtio_notify_vector → virtio_pci_notify: nothing while disabled or broken; else an
+        MSI-X message (msix_notify: an unused vector is silent, a masked one pends in the PBA),
+        or the INTx level following ISR bit 0 (pci_set_irq). Returns what happened."""
+        if vqm.disabled(self):  # virtio_notify_vector: virtio_device_disabled
             return "no interrupt: the device is broken or disabled (virtio_device_disabled)"
         if self.msix_enabled:
             if vector == NO_VECTOR or vector >= len(self.msix_used):
@@ -760,9 +1055,17 @@ class GuestDevice(ConfigAccess):
                 return f"MSI-X vector {vector} is masked: its PBA bit is set, the message waits"
             addr = get_le(self.msix_table, vector * 16, 8)
             data = get_le(self.msix_table, vector * 16 + 8, 4)
+            self._msi_send(vector)
             return f"MSI-X vector {vector}: the device writes 0x{data:x} to 0x{addr:x} (msix_notify)"
-        self._set_irq(self.vdev.isr & 1)
+        with self.call("pci_set_irq", "hw/pci/pci.c",
+                       f"No MSI-X: the INTx line follows ISR bit 0, now {self.vdev.isr & 1}"
+                       + (" (Command's INTx Disable keeps it from the interrupt controller)."
+                          if self._intx_disabled() else "."), level=self.vdev.isr & 1):
+            self._set_irq(self.vdev.isr & 1)
         return f"INTx level {self.irq_level} (the Interrupt Status bit of the Status register follows it)"
+
+    def _intx_disabled(self) -> bool:
+        return bool(get_le(self.config, regs.PCI_COMMAND, 2) & regs.PCI_COMMAND_INTX_DISABLE)
 
     def _set_irq(self, level: int) -> None:
         """pci_set_irq: the Interrupt Status bit of the Status register follows the INTx level."""
@@ -772,9 +1075,51 @@ class GuestDevice(ConfigAccess):
         before = bytes(self.config[regs.PCI_STATUS:regs.PCI_STATUS + 1])
         if level:
             self.config[regs.PCI_STATUS] |= regs.PCI_STATUS_INTERRUPT
+            if not self._intx_disabled():
+                self.interrupts.append(Interrupt("intx", event=len(self.tracer.events)))
         else:
             self.config[regs.PCI_STATUS] &= ~regs.PCI_STATUS_INTERRUPT & 0xFF
         self._record_config(before, regs.PCI_STATUS)
+
+    def _msix_notify(self, v: int) -> None:
+        """msix_notify: an unused vector stays silent; a masked one sets its PBA bit; else the
+        message goes out (msi_send_message)."""
+        if v >= len(self.msix_used) or not self.msix_used[v]:
+            self.phase(f"msix_notify: vector {v} is not in use (msix_vector_use never ran for it): "
+                       f"no interrupt.")
+            return
+        if self._vector_masked(v):
+            with self.call("msix_set_pending", MSIX,
+                           f"Vector {v} is masked ({'the function is masked' if self.msix_function_masked else 'its vector control bit 0 is set'}): "
+                           f"its bit in the Pending Bit Array is set; the message goes out when it is "
+                           f"unmasked.", vector=v):
+                self.msix_pba[v // 8] |= 1 << (v % 8)
+            return
+        self._msi_send(v)
+
+    def _msi_send(self, v: int) -> None:
+        """msi_send_message → pci_msi_trigger: a 4-byte DMA store of the entry's data to its
+        address, through the bus-master address space."""
+        base = v * regs.PCI_MSIX_ENTRY_SIZE
+        addr = get_le(self.msix_table, base, 4) | get_le(self.msix_table, base + 4, 4) << 32
+        data = get_le(self.msix_table, base + 8, 4)
+        master = get_le(self.config, regs.PCI_COMMAND, 2) & regs.PCI_COMMAND_MASTER
+        if not master:
+            where = "Bus Master is off, so the bus-master address space drops it"
+        elif 0xFEE00000 <= addr < 0xFEF00000:
+            where = (f"0x{addr:x} is the local APIC's MSI window: CPU interrupt vector "
+                     f"0x{data & 0xFF:02x}")
+        else:
+            where = f"0x{addr:x} is no APIC address: the 4 bytes land in guest memory there"
+        with self.call("msi_send_message", "hw/pci/msi.c",
+                       f"MSI-X vector {v} fires: data 0x{data:08x} is stored at 0x{addr:x}; {where}.",
+                       vector=v, address=addr, data=data):
+            if not master:
+                return
+            if 0xFEE00000 <= addr < 0xFEF00000:
+                self.interrupts.append(Interrupt("msix", v, addr, data, len(self.tracer.events)))
+            else:
+                self._guarded(lambda: self.store(addr, data.to_bytes(4, "little")))
 
     # ----------------------------------------------------------------- others
     def _isr_read(self) -> tuple[int, str]:
@@ -796,12 +1141,33 @@ class GuestDevice(ConfigAccess):
                 "(this model does not change device config on writes)")
 
     def _notify(self, queue: int) -> str:
+        """virtio_queue_notify: no descriptor table yet, or a broken device, and nothing happens;
+        else the device's handler for that queue runs."""
+        self.notifies += 1
         if queue >= regs.VIRTIO_QUEUE_MAX:
             return f"queue {queue} does not exist: ignored"
         q = self.vdev.queue(queue)
-        if q is None or not q.num:
-            return f"virtio_queue_notify(queue {queue}): no such queue, nothing happens"
-        return f"virtio_queue_notify(queue {queue}): the device looks at the available ring"
+        if q is None or not q.vring_desc:
+            return (f"virtio_queue_notify(queue {queue}): the queue has no descriptor table "
+                    f"(vring.desc is 0: never enabled, or no such queue), so nothing happens")
+        if self.vdev.broken:
+            return f"virtio_queue_notify(queue {queue}): the device is broken (virtio_error), nothing happens"
+        if self.backend is None:
+            return (f"virtio_queue_notify(queue {queue}): the device's handler runs (this device "
+                    f"type's queue handling is not modelled by virtio_lab)")
+        if self.unmodelled:
+            return (f"virtio_queue_notify(queue {queue}): not followed, the device already reached "
+                    f"memory virtio_lab does not model ({self.unmodelled})")
+        with self.call("virtio_queue_notify", vqm.VIO,
+                       f"Queue {queue}: the device's handle_output for it runs "
+                       f"({self.backend.handlers[queue] if queue < len(self.backend.handlers) else 'none'}).",
+                       queue=queue):
+            try:
+                self.backend.handle_output(queue)
+            except NotModelled as err:
+                self.unmodelled = str(err)
+                self.phase(f"Stopped: {err}.")
+        return f"virtio_queue_notify(queue {queue}): the device's handler ran"
 
     def _table_read(self, rel: int) -> tuple[int, str]:
         entry, word = divmod(rel, regs.PCI_MSIX_ENTRY_SIZE)
@@ -823,13 +1189,11 @@ class GuestDevice(ConfigAccess):
     def _vector_masked(self, v: int) -> bool:
         return self.msix_function_masked or bool(self.msix_table[v * 16 + 12] & 1)
 
-    def _msix_notify(self, v: int) -> None:
-        if self._vector_masked(v):
-            self.msix_pba[v // 8] |= 1 << (v % 8)  # msix_set_pending
-
     def _msix_fire_pending(self, v: int) -> None:
+        """msix_handle_mask_update: an unmasked vector with its PBA bit set clears it and fires."""
         if not self._vector_masked(v) and self.msix_pba[v // 8] >> (v % 8) & 1:
-            self.msix_pba[v // 8] &= ~(1 << (v % 8)) & 0xFF  # the message goes out now
+            self.msix_pba[v // 8] &= ~(1 << (v % 8)) & 0xFF
+            self._msix_notify(v)
 
     # ------------------------------------------------------------------ legacy
     def _legacy_read(self, rel: int, size: int) -> tuple[str, str, int, str]:
@@ -847,7 +1211,7 @@ class GuestDevice(ConfigAccess):
             v = {
                 "host_features": d.host_features & 0xFFFFFFFF,
                 "guest_features": d.guest_features & 0xFFFFFFFF,
-                "queue_pfn": (q.pfn_addr >> 12) if q else 0,
+                "queue_pfn": (q.vring_desc >> 12) if q else 0,
                 "queue_num": q.num if q else 0,
                 "queue_sel": d.queue_sel,
                 "status": d.status,
@@ -874,9 +1238,8 @@ class GuestDevice(ConfigAccess):
                 self._reset()
                 what = "queue_pfn = 0: virtio_pci_reset"
             elif q is not None:
-                q.pfn_addr = val << 12
-                q.enabled = 1
-                what = f"queue {d.queue_sel} ring at 0x{val << 12:x}"
+                what = (f"queue {d.queue_sel} ring at 0x{val << 12:x} (virtio_queue_set_addr): "
+                        + vqm.set_addr(self, d.queue_sel, q, val << 12))
         elif name == "queue_sel":
             if val < regs.VIRTIO_QUEUE_MAX:
                 d.queue_sel = val
@@ -905,6 +1268,35 @@ class GuestDevice(ConfigAccess):
         elif name in ("host_features", "queue_num", "isr"):
             what = f"legacy {name} is read-only: ignored"
         return what
+
+    # ---------------------------------------------------------------- backends
+    def attach_backend(self, disk: bytearray | None = None, peer: str | None = None,
+                       seed: int | None = None) -> None:
+        """Put the device model behind the proxy: virtio-rng (its -seed stream), virtio-blk (a
+        disk image; None is the null-co drive of a plain plug) or virtio-net (``peer`` the
+        netdev id whose socket receives the frames; None: no netdev). Other device types keep
+        no model: their notifies do nothing here."""
+        from .devices import _blk_device_config
+        from .guest_random import DEFAULT_SEED
+        from .plug import _types
+        from .virtio_blk import VirtIOBlock
+        from .virtio_net import VirtIONet
+        from .virtio_rng import VirtIORNG
+        info = _types().get(self.trace.spec.type)
+        vid = info.model.virtio_id if info else 0
+        spec = self.trace.spec
+        if vid == 4:
+            self.backend = VirtIORNG(self, spec, DEFAULT_SEED if seed is None else seed)
+        elif vid == 2:
+            self.backend = VirtIOBlock(self, spec, disk)
+            if disk is not None:
+                self.vdev.config = _blk_device_config(spec, len(disk) // 512)
+        elif vid == 1:
+            self.backend = VirtIONet(self, spec, peer)
+        else:
+            self.backend = None
+        for q, h in zip(self.vdev.queues, self.backend.handlers if self.backend else ()):
+            q.handler = h
 
     # ---------------------------------------------------------------- results
     def events(self) -> tuple:

@@ -60,7 +60,7 @@ class Trace:
         base = self._cache[start] if start >= 0 else {n: bytes(self.size) for n in SPACES}
         writes = [w for ev in self.events[start + 1:i + 1] for w in ev.writes]
         frozen = dict(base)  # arrays no write touched stay shared with the earlier step
-        for name in {w.space for w in writes}:
+        for name in {w.space for w in writes} & base.keys():  # device memory ("ram") is not PCI state
             arr = bytearray(base[name])
             for w in writes:
                 if w.space == name:

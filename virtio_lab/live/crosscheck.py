@@ -664,6 +664,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guest", action="store_true",
                    help="boot a real Linux guest and compare it with virtio_lab.probe (needs the "
                         "guest kit: make guest-kit); with --all: the CI cases")
+    p.add_argument("--queue", action="store_true",
+                   help="replay the queue run (python -m virtio_lab queue SPEC) in a real QEMU over "
+                        "qtest: used rings, buffers, ISR, MSI-X pending bits, queue indices, frames, disk")
+    p.add_argument("--requests", type=int, default=3, metavar="N",
+                   help="with --queue: how many requests (default 3)")
+    p.add_argument("--fault", default=None, metavar="NAME",
+                   help="with --queue: then one bad request (python -m virtio_lab queue --help lists them)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -684,6 +691,8 @@ def run_cli(args: argparse.Namespace) -> int:
             print(one_line(f"{prog}: note: {where.note}"), file=sys.stderr)
         if args.guest:
             return _run_guest(args)
+        if args.queue:
+            return _run_queue(args)
         if args.all:
             return _run_all(args)
         res = crosscheck(args.spec, args.machine, args.root_port, qemu=args.qemu)
@@ -694,6 +703,18 @@ def run_cli(args: argparse.Namespace) -> int:
         print(json.dumps({**res.as_dict(), "note": where.note}))
     else:
         print(format_result(res))
+    return 0 if res.identical else 1
+
+
+def _run_queue(args: argparse.Namespace) -> int:
+    """crosscheck --queue SPEC: the queue replay in a real QEMU, step for step."""
+    from ..errors import VirtioLabError
+    from .queue_replay import crosscheck_queue, format_check
+    if args.all or args.guest:
+        raise VirtioLabError("--queue takes one SPEC (not --all or --guest)")
+    _check_input(args.spec, args.machine, args.root_port)
+    res = crosscheck_queue(args.spec, args.machine, args.root_port, args.requests, fault=args.fault)
+    print(json.dumps(res.as_dict()) if args.json else format_check(res))
     return 0 if res.identical else 1
 
 

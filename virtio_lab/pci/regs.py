@@ -165,6 +165,7 @@ VIRTIO_PCI_STATUS: Final = 18
 VIRTIO_PCI_ISR: Final = 19
 VIRTIO_MSI_CONFIG_VECTOR: Final = 20
 VIRTIO_MSI_QUEUE_VECTOR: Final = 22
+VIRTIO_PCI_VRING_ALIGN: Final = 4096  # a legacy ring's used ring starts on this boundary
 
 
 def VIRTIO_PCI_CONFIG_OFF(msix_enabled: bool) -> int:
