@@ -34,6 +34,7 @@ from ..hw.virtqueue import (
     VRING_USED_F_NO_NOTIFY,
     vring_need_event,
 )
+from ..errors import VirtioLabError
 from ..trace import new_write
 
 __all__ = ["Vring", "vring_size", "vring_layout", "GuestMemory", "RING", "SMP_CACHE_BYTES"]
@@ -95,6 +96,13 @@ class GuestMemory:
         self._next[pool] = addr + size
         return addr
 
+    def ring_pages(self, index: int, size: int) -> int:
+        """Queue ``index``'s ring: 64 KiB apart from PAGES up (room for 1024 entries even with
+        the legacy 4096-byte alignment), zeroed as alloc_pages_exact(__GFP_ZERO) gives them."""
+        if size > 0x10000:
+            raise VirtioLabError(f"a ring of {size} bytes does not fit the 64 KiB this model gives each queue")
+        return self.PAGES + 0x10000 * index
+
     def alloc_pages(self, size: int) -> int:
         """alloc_pages_exact(PAGE_ALIGN(size), __GFP_ZERO): zeroed whole pages (RAM starts zeroed)."""
         return self.alloc("pages", (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1), PAGE_SIZE)
@@ -113,7 +121,7 @@ class Vring:
         self.mem, self.index, self.num, self.align, self.name = mem, index, num, align, name
         self.callback, self.event, self.indirect = callback, event, indirect
         self.size = vring_size(num, align)
-        self.desc = mem.alloc_pages(self.size)
+        self.desc = mem.ring_pages(index, self.size)
         self.avail, self.used = vring_layout(self.desc, num, align)
         self.free_head = 0
         self.num_free = num
