@@ -61,6 +61,10 @@ def _size_without_restoring(access):
 
 # (exercise, a typical wrong answer, words the feedback must contain)
 WRONG = [
+    ("device-writes", [1], ["is missing", "2", "the device writes into it"]),
+    ("device-writes", {0, 1, 2}, ["0 should not be in it", "only reads"]),
+    ("used-idx-wrap", {"used_idx": 6, "slot": 2}, ["wrong value is for 'slot'", "too high"]),
+    ("isr-after-msix", 0, ["too low"]),
     ("plug-order", ["virtio_pci_realize", "virtio_bus_device_plugged", "virtio_pci_bus_new",
                     "qbus_create_inplace", "virtio_pci_device_plugged"], ["position 1", "index_of"]),
     ("first-cap-step", 40, ["too high", "pci_add_capability"]),

@@ -45,6 +45,8 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "07-plug-timeline": [("hex", None), ("chain", None), ("bars", None)],      # StepView mid-plug
     "08-interrupts": [("hex", "guest/pc__virtio-net-pci.json#config")],   # probe at virtio_device_ready
     "09-pcie": [("chain", QEMU.format("q35rp__virtio-net-pci"))],
+    # the ring after request 1: its used ring is the bytes real QEMU 7.2 wrote (tests/data/queue)
+    "12-device-at-work": [("ring", "queue/rng-pc.json#after:1")],
     # the plug + the firmware's writes by hand, and probe's replay where SeaBIOS hands over = the real VM
     # before any driver loaded
     "10-firmware": [("hex", "guest/pc__virtio-net-pci.json#config_before_drivers"),
@@ -56,7 +58,7 @@ SHOWN: dict[str, list[tuple[str, str | None]]] = {
     "15-why-bar4-0x3000": [("bars", QEMU.format("pc__virtio-net-pci"))],
 }
 
-WIDGETS = re.compile(r"\b(PlugExplorer|WhatIf)\(")
+WIDGETS = re.compile(r"\b(PlugExplorer|WhatIf|RingExplorer)\(")
 CHECK = re.compile(r"""\bcheck\(\s*["']([\w-]+)["']""")
 
 
@@ -68,7 +70,7 @@ class Views(HTMLParser):
     after it belong to it (the views never nest inside each other).
     """
 
-    KINDS = {"vl-hex": "hex", "vl-chain": "chain", "vl-bars": "bars"}
+    KINDS = {"vl-hex": "hex", "vl-chain": "chain", "vl-bars": "bars", "vl-ringview": "ring"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -83,6 +85,8 @@ class Views(HTMLParser):
             kind = next((self.KINDS[c] for c in classes if c in self.KINDS), None)
             if kind:
                 self.views.append({"kind": kind, "bytes": {}, "caps": [], "bars": {}})
+                if kind == "ring":  # the used ring's bytes ride on the view's root
+                    self.views[-1]["used"] = (int(a["data-used-addr"]), bytes.fromhex(a["data-used-hex"]))
                 return
         if not self.views:
             return
@@ -127,12 +131,19 @@ def pages(tmp_path_factory) -> dict[str, list[dict]]:
 def truth(ref: str) -> dict:
     path, _, field = ref.partition("#")
     case = json.loads((DATA / path).read_text())
+    if field.startswith("after:"):  # a queue capture: the RAM ranges after request N
+        return {"ram": case["after"][int(field[6:]) - 1]["ram"]}
     if field:
         case = dict(case, config=case[field])
     return case
 
 
 def matches(view: dict, case: dict) -> bool:
+    if view["kind"] == "ring":
+        addr, used = view["used"]
+        return any(r["addr"] <= addr and addr + len(used) <= r["addr"] + len(r["hex"]) // 2
+                   and bytes.fromhex(r["hex"])[addr - r["addr"]:addr - r["addr"] + len(used)] == used
+                   for r in case["ram"])
     if view["kind"] == "hex":
         config = bytes.fromhex(case["config"])
         return len(view["bytes"]) >= 64 and all(config[off] == value for off, value in view["bytes"].items())
@@ -147,6 +158,8 @@ def matches(view: dict, case: dict) -> bool:
 
 
 def well_formed(view: dict) -> bool:
+    if view["kind"] == "ring":      # flags, idx, at least one element and avail_event
+        return len(view["used"][1]) >= 4 + 8 + 2
     if view["kind"] == "hex":       # the whole standard header at least, vendor 0x1af4 first
         return set(range(64)) <= set(view["bytes"]) and view["bytes"][0] == 0xF4 and view["bytes"][1] == 0x1A
     if view["kind"] == "chain":
@@ -234,7 +247,7 @@ def test_widgets_have_a_static_view_beside_them(name):
     widget_cells = [c for c in code(nb) if WIDGETS.search(c.source)]
     assert widget_cells, f"{name}: no interactive widget"
     static = [o for c in code(nb) for o in c.outputs if "text/html" in o.get("data", {})
-              and re.search(r'class="vl vl-(hex|chain|bars)', o["data"]["text/html"])]
+              and re.search(r'class="vl vl-(hex|chain|bars|ringview)', o["data"]["text/html"])]
     assert static, f"{name}: the widget has no static view of the same thing"
     for cell in widget_cells:       # stored as a note, not a model id no page can draw
         for o in cell.outputs:

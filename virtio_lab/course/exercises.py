@@ -33,6 +33,7 @@ __all__ = ["check", "solution", "hint", "given", "exercises", "Feedback", "Exerc
 #: notebook file name (without .ipynb) -> its exercises, in the order they appear
 NOTEBOOKS = ("00-start", "01-config-space", "02-config-access", "03-capabilities", "04-bars", "05-virtio-primer", "06-virtio-pci",
              "07-plug-timeline", "08-interrupts", "09-pcie", "10-firmware", "11-linux-driver",
+             "12-device-at-work",
              "14-what-if-and-real-machines",
              "15-why-bar4-0x3000")
 
@@ -1786,3 +1787,7 @@ def exercises(notebook: str | None = None) -> _Text:
         lines.append(f"{nb}:")
         lines += [f"  {e.name:24s} {e.question}" for e in EXERCISES.values() if e.notebook == nb]
     return _Text("\n".join(lines) if lines else f"no notebook {shown(notebook)}; they are {', '.join(NOTEBOOKS)}")
+
+
+# the device at work (notebook 12) keeps its exercises beside the queue model
+from . import queue_exercises  # noqa: E402,F401

@@ -52,7 +52,7 @@ class Hands:
         posted = rq.Posted(label, q, -1, (), {})
         yield posted
         self.run._record(posted, start_ev, start_op, max(len(dev.ops) - 1, start_op))
-        self.run._ops = None
+        self.run._invalidate()
 
     @property
     def data_queue(self) -> int:

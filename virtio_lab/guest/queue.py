@@ -79,7 +79,19 @@ class Request:
     dev_ops: tuple[int, int] = (0, 0)
     ranges: list[tuple[int, int]] = field(default_factory=list)
     ops: tuple[int, int] = (0, 0)
-    after: dict = field(default_factory=dict)
+    _after: dict | None = field(default=None, repr=False)
+    _run: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def after(self) -> dict:
+        """What the request left, as the replay on a fresh device sees it (built on first use)."""
+        if self._after is None and self._run is not None:
+            self._run.ops  # builds the replay, which fills every request's after
+        return self._after or {}
+
+    @after.setter
+    def after(self, value: dict) -> None:
+        self._after = value
 
     @property
     def used_len(self) -> int | None:
@@ -170,8 +182,14 @@ class QueueRun:
             raise VirtioLabError(f"post takes a whole number of requests, at most "
                                  f"{MAX_REQUESTS - len(self.requests)} more, not {n!r}")
         new = [self._one(len(self.requests)) for _ in range(n)]
-        self._ops = None
+        self._invalidate()
         return new
+
+    def _invalidate(self) -> None:
+        """New accesses: the replay (ops, every request's after) is built again when asked for."""
+        self._ops = None
+        for r in self.requests:
+            r._after = None
 
     def _one(self, k: int) -> Request:
         dev, lx = self.device, self.kernel
@@ -192,7 +210,7 @@ class QueueRun:
         dev = self.device
         dev.tracer._flush()
         r = Request(len(self.requests) + 1, posted.kind, posted.queue, posted, start_ev,
-                    len(dev.tracer.events) - 1 if end_ev is None else end_ev, (start_op, end_op))
+                    len(dev.tracer.events) - 1 if end_ev is None else end_ev, (start_op, end_op), _run=self)
         r.ranges = _ranges(dev, self.kernel, r)
         self.requests.append(r)
         self._trace = None

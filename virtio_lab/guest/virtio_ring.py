@@ -74,6 +74,7 @@ class GuestMemory:
         self.ram = dev.ram
         self.tr = dev.tracer
         self._next = {"pages": self.PAGES, "slab": self.SLAB, "data": self.DATA, "hands": self.HANDS}
+        self._free: dict[int, list[int]] = {}
 
     def store(self, addr: int, data: bytes) -> None:
         """A CPU store into guest RAM, recorded on the open event (and as a guest access)."""
@@ -108,9 +109,14 @@ class GuestMemory:
         return self.alloc("pages", (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1), PAGE_SIZE)
 
     def kmalloc(self, size: int) -> int:
-        """kmalloc: the next slab object of the power-of-two size class that fits (>= 8)."""
+        """kmalloc: an object of the power-of-two size class that fits (>= 8); the last one
+        freed comes back first, as SLUB's per-CPU freelist gives it."""
         cls = max(8, 1 << (size - 1).bit_length())
-        return self.alloc("slab", cls, cls)
+        free = self._free.get(cls)
+        return free.pop() if free else self.alloc("slab", cls, cls)
+
+    def kfree(self, addr: int, size: int) -> None:
+        self._free.setdefault(max(8, 1 << (size - 1).bit_length()), []).append(addr)
 
 
 class Vring:
@@ -301,6 +307,9 @@ class Vring:
         self.extra_next[i] = self.free_head
         self.free_head = head
         self.num_free += 1
+        if self.indir[head] is not None:  # kfree(indir_desc)
+            table, count = self.indir[head]
+            m.kfree(table, 16 * count)
         self.indir[head] = None
 
     # ---------------------------------------------------------------- callbacks

@@ -239,7 +239,7 @@ def _run(qt: QTest, qmp: _Qmp, doc: dict, ops: list, obs: Observed, peer) -> Non
         elif op.notify:
             time.sleep(SETTLE_S)  # anything QEMU's main loop does unasked shows up before the next op
         if i in ends:
-            frames += _drain(peer)
+            frames += _drain(peer, len(ends[i]["after"].get("frames", [])))
             obs.after.append(_observe(qt, fn, qmp, path, ends[i], doc, frames))
 
 
@@ -309,7 +309,11 @@ class _Peer:
             except OSError:
                 return
 
-    def take(self) -> list[bytes]:
+    def take(self, expect: int = 0) -> list[bytes]:
+        """The frames since the last take, once there are ``expect`` in all (or a second passed)."""
+        deadline = time.monotonic() + 1.0
+        while len(self.frames) < expect and time.monotonic() < deadline:
+            time.sleep(0.001)
         time.sleep(0.002)
         new, self.taken = self.frames[self.taken:], len(self.frames)
         return new
@@ -320,8 +324,8 @@ class _Peer:
         self.sock.close()
 
 
-def _drain(peer) -> list[bytes]:
-    return [] if peer is None else peer.take()
+def _drain(peer, expect: int = 0) -> list[bytes]:
+    return [] if peer is None else peer.take(expect)
 
 
 def _observe(qt: QTest, fn: PciConfig, qmp: _Qmp, path: str, req: dict, doc: dict,
@@ -503,7 +507,16 @@ def capture(spec: str, machine: str, root_port: bool, requests: int, fault: str 
     doc = run.to_json()
     obs = replay(doc, run.initial)
     return {"spec": spec, "machine": machine, "root_port": root_port, "requests": requests,
-            "fault": fault, "captured_with": obs.qemu, "driver_ops": len(doc["driver_ops"]), **obs.as_dict()}
+            "fault": fault, "captured_with": obs.qemu, "driver_ops": len(doc["driver_ops"]),
+            "ops_sha256": ops_digest(doc), **obs.as_dict()}
+
+
+def ops_digest(doc: dict) -> str:
+    """sha256 of what the driver did (every op but the reads' answers and the event numbers):
+    a capture compares only when the emulation still makes the same accesses."""
+    keep = [(o["op"], o["addr"], o.get("size"), None if o["op"].endswith("_read") else o.get("value"),
+             o.get("hex")) for o in doc.get("driver_ops", [])]
+    return hashlib.sha256(json.dumps(keep).encode()).hexdigest()
 
 
 def load_capture(path: str) -> dict:

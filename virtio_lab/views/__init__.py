@@ -19,10 +19,12 @@ from .crosscheck import CrossCheckView, crosscheck_html
 from .diffview import diff_html
 from .events import EventLog, event_list_html
 from .hexgrid import RADIXES, HexGrid, hex_grid_html, selection_offsets
+from .ring import InterruptPath, MemoryMap, RingView, interrupt_path_html, memory_map_html, ring_html
 from .step import StepView, step_header_html, step_html, warnings_html
 from .tree import DeviceTree, tree_html
 
 __all__ = ["CSS", "RADIXES", "hex_grid_html", "HexGrid", "selection_offsets", "chain_html", "CapChain",
            "bar_map_html", "BarMap", "draw_bar_map", "region_windows", "tree_html", "DeviceTree",
            "event_list_html", "EventLog", "step_html", "step_header_html", "warnings_html",
-           "StepView", "diff_html", "crosscheck_html", "CrossCheckView"]
+           "StepView", "diff_html", "crosscheck_html", "CrossCheckView", "RingView", "MemoryMap",
+           "InterruptPath", "ring_html", "memory_map_html", "interrupt_path_html"]

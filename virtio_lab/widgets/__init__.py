@@ -10,6 +10,7 @@ set ``.value``, call ``.click()``, read ``.value`` back.
 
 from .app import PlugApp
 from .explorer import PlugExplorer
+from .ring import RingExplorer
 from .whatif import WhatIf
 
-__all__ = ["PlugExplorer", "PlugApp", "WhatIf"]
+__all__ = ["PlugExplorer", "PlugApp", "WhatIf", "RingExplorer"]
