@@ -28,6 +28,9 @@ same ops on a freshly plugged emulated device.
 
 from __future__ import annotations
 
+import gc
+from bisect import bisect_left, bisect_right
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +184,8 @@ class QueueRun:
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_REQUESTS - len(self.requests):
             raise VirtioLabError(f"post takes a whole number of requests, at most "
                                  f"{MAX_REQUESTS - len(self.requests)} more, not {n!r}")
-        new = [self._one(len(self.requests)) for _ in range(n)]
+        with _collector_paused():
+            new = [self._one(len(self.requests)) for _ in range(n)]
         self._invalidate()
         return new
 
@@ -218,12 +222,13 @@ class QueueRun:
 
     # ------------------------------------------------------------ the replay
     def _build(self) -> None:
-        ops, where = _ops(self.device, self.bars, self.reset_at)
-        for r in self.requests:
-            mine = [where[n] for n in range(r.dev_ops[0], r.dev_ops[1] + 1) if n in where]
-            r.ops = (min(mine), max(mine)) if mine else (0, 0)
-        self._ops = ops
-        _replay(self, self.initial, self.peer, self.seed)
+        with _collector_paused():
+            ops, where = _ops(self.device, self.bars, self.reset_at)
+            for r in self.requests:
+                mine = [where[n] for n in range(r.dev_ops[0], r.dev_ops[1] + 1) if n in where]
+                r.ops = (min(mine), max(mine)) if mine else (0, 0)
+            self._ops = ops
+            _replay(self, self.initial, self.peer, self.seed)
 
     def to_json(self) -> dict[str, Any]:
         """The replay: replayable by any qtest client under :mod:`virtio_lab.hw.qtest`'s convention."""
@@ -277,6 +282,20 @@ class QueueRun:
     def __repr__(self) -> str:
         return (f"<QueueRun {self.spec!r} on {self.machine.label}: {len(self.requests)} request(s), "
                 f"{len(self.device.tracer.events)} events>")
+
+
+@contextmanager
+def _collector_paused():
+    """A run allocates tens of thousands of long-lived, acyclic records (events, writes): the
+    cycle collector would walk them all again and again, making a long run quadratic. It
+    is paused for the run and restored after (nothing here leaves cycles to collect)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _check(spec: str, machine: str, root_port: bool, requests: int) -> None:
@@ -351,7 +370,9 @@ def _ranges(dev: GuestDevice, lx, r: Request) -> list[tuple[int, int]]:
     vq = lx.vqs[r.queue]
     spans = [(vq.used, 4 + 8 * vq.num + 2)]
     spans += [(a, n) for a, n, w in r.posted.buffers if w]
-    spans += [(a, n) for a, n, at in dev.dma if r.dev_ops[0] <= at <= r.dev_ops[1] + 1]
+    lo = bisect_left(dev.dma, r.dev_ops[0], key=lambda t: t[2])  # dma is in access order
+    hi = bisect_right(dev.dma, r.dev_ops[1] + 1, key=lambda t: t[2])
+    spans += [(a, n) for a, n, _ in dev.dma[lo:hi]]
     spans.sort()
     merged: list[list[int]] = []
     for a, n in spans:

@@ -105,6 +105,10 @@ class GuestRAM:
                              f"put rings and buffers in RAM (0-0x9ffff, 0x100000-0x{self.size - 1:x}) "
                              f"or the unassigned hole 0x{self.size:x}-0x{MMIO_START - 1:x}")
 
+    def _in_ram(self, addr: int, length: int) -> bool:
+        """Inside one RAM section (no bounds checks beyond that: callers pass ints)."""
+        return (HIGH_RAM_START <= addr and addr + length <= self.size) or (0 <= addr and addr + length <= LOW_RAM_END)
+
     def is_ram(self, addr: int, length: int = 1) -> bool:
         s = self.section(addr)
         return s.kind == "ram" and addr + length <= s.end
@@ -114,6 +118,10 @@ class GuestRAM:
         """address_space_read: RAM bytes, 0 for the hole (each byte dispatched by its address)."""
         if length <= 0:
             return b""
+        page, off = divmod(addr, PAGE)
+        if off + length <= PAGE and 0 <= addr and self._in_ram(addr, length):  # the common case
+            p = self.pages.get(page)
+            return bytes(p[off:off + length]) if p is not None else bytes(length)
         out = bytearray()
         pos, end = addr, addr + length
         while pos < end:
@@ -131,6 +139,14 @@ class GuestRAM:
 
         Returns the RAM pieces written as (address, old bytes, new bytes), for the trace.
         """
+        page, off = divmod(addr, PAGE)
+        if off + len(data) <= PAGE and self._in_ram(addr, len(data)):  # the common case
+            p = self.pages.get(page)
+            if p is None:
+                p = self.pages[page] = bytearray(PAGE)
+            old = bytes(p[off:off + len(data)])
+            p[off:off + len(data)] = data
+            return ((addr, old, bytes(data)),)
         done = []
         pos, end, i = addr, addr + len(data), 0
         while pos < end:

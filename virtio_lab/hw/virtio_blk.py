@@ -46,7 +46,7 @@ DEFAULT_DISK_SIZE = 1 << 20
 def default_disk(size: int = DEFAULT_DISK_SIZE) -> bytearray:
     """The replay's default image: byte i holds i mod 251 (251 is prime, so no two
     sectors look alike)."""
-    return bytearray(i % 251 for i in range(size))
+    return bytearray((bytes(range(251)) * (size // 251 + 1))[:size])
 
 
 class _Request:

@@ -16,6 +16,8 @@ address and value.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from ..errors import VirtioLabError
 from ._common import esc, style_tag
 
@@ -25,6 +27,7 @@ __all__ = ["ram_at", "ring_html", "memory_map_html", "interrupt_path_html", "Rin
 PAGE = 4096
 CHECKPOINT = 256  # events between RAM snapshots
 MAX_ROWS = 24  # descriptor rows shown before the rest is summarised
+RECENT = 8  # requests whose buffers the memory map lists
 
 RING_CSS = """
 .vl-ring{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
@@ -57,25 +60,35 @@ class _Ram:
         return int.from_bytes(self.read(addr, n), "little")
 
 
+def _put(pages: dict[int, bytearray], addr: int, data: bytes) -> None:
+    i = 0
+    while i < len(data):
+        page, off = divmod(addr + i, PAGE)
+        k = min(len(data) - i, PAGE - off)
+        pages.setdefault(page, bytearray(PAGE))[off:off + k] = data[i:i + k]
+        i += k
+
+
 def _apply(pages: dict[int, bytearray], events) -> None:
+    """Replay events' RAM writes, oldest first."""
     for ev in events:
         for w in ev.writes:
-            if w.space != "ram":
-                continue
-            addr, data = w.offset, w.new
-            i = 0
-            while i < len(data):
-                page, off = divmod(addr + i, PAGE)
-                k = min(len(data) - i, PAGE - off)
-                p = pages.get(page)
-                if p is None:
-                    p = pages[page] = bytearray(PAGE)
-                p[off:off + k] = data[i:i + k]
-                i += k
+            if w.space == "ram":
+                _put(pages, w.offset, w.new)
 
 
-def ram_at(run, step: int) -> _Ram:
-    """Guest RAM as it stood after event ``step`` (checkpoints every 256 events keep it cheap)."""
+def _undo(pages: dict[int, bytearray], events) -> None:
+    """Take events' RAM writes back, newest first (each write keeps the bytes it replaced)."""
+    for ev in reversed(events):
+        for w in reversed(ev.writes):
+            if w.space == "ram":
+                _put(pages, w.offset, w.old)
+
+
+def ram_at(run, step: int, *, forward: bool = False) -> _Ram:
+    """Guest RAM as it stood after event ``step``: replayed forward from a checkpoint (every
+    256 events) or, nearer the end, taken back from the run's final RAM by undoing the later
+    writes — whichever is fewer events (``forward``: always from the start's side)."""
     trace = run.trace
     n = len(trace.events)
     if not isinstance(step, int) or isinstance(step, bool) or not -n <= step < n:
@@ -86,12 +99,16 @@ def ram_at(run, step: int) -> _Ram:
         cache.clear()
         cache["n"] = n
     base = step // CHECKPOINT * CHECKPOINT - 1
+    if not forward and base not in cache and n - 1 - step < step - max(
+            (k for k in cache if isinstance(k, int) and k <= step), default=-1):
+        pages = {k: bytearray(v) for k, v in run.ram.pages.items()}
+        _undo(pages, trace.events[step + 1:])
+        return _Ram({k: bytes(v) for k, v in pages.items()})
     if base not in cache:
         prev = max((k for k in cache if isinstance(k, int) and k < base), default=-1)
         pages = {k: bytearray(v) for k, v in cache.get(prev, {}).items()}
         for cp in range(prev + CHECKPOINT, base + 1, CHECKPOINT):
-            _apply(pages, trace.events[cp - CHECKPOINT + 1:cp + 1] if cp - CHECKPOINT + 1 >= 0
-                   else trace.events[:cp + 1])
+            _apply(pages, trace.events[max(cp - CHECKPOINT + 1, 0):cp + 1])
             cache[cp] = {k: bytes(v) for k, v in pages.items()}
     pages = {k: bytearray(v) for k, v in cache.get(base, {}).items()} if base >= 0 else {}
     _apply(pages, trace.events[base + 1:step + 1])
@@ -103,7 +120,7 @@ def _written(ev) -> set[int]:
 
 
 def _cell(text: str, title: str, addr: int, width: int, written: set[int], cls: str = "") -> str:
-    hit = any(a in written for a in range(addr, addr + width))
+    hit = bool(written) and not written.isdisjoint(range(addr, addr + width))
     c = " ".join(x for x in (cls, "vl-w" if hit else "") if x)
     return f'<td class="{c}" title="{esc(title, quote=True)}">{esc(text)}</td>'
 
@@ -121,21 +138,42 @@ def _vq(run, queue: int | None):
     return vqs[queue]
 
 
-def _buffer_names(run, step: int | None = None) -> dict[int, str]:
-    """What each posted buffer is, by its address (for the descriptors' 'points at'): the
-    latest request up to ``step`` that used the address."""
-    names: dict[int, str] = {}
+def _buffer_index(run) -> dict[int, list[tuple[int, str]]]:
+    """address -> [(first event, what it is)] over every request's buffers, in request order
+    (built once per run size and kept on the run)."""
+    cache = run.__dict__.setdefault("_buffer_index", {})
+    if cache.get("n") == len(run.requests):
+        return cache["index"]
+    index: dict[int, list[tuple[int, str]]] = {}
     for r in run.requests:
-        if step is not None and r.first_event > step:
-            break
         for i, (a, n, w) in enumerate(r.posted.buffers):
             role = {"entropy": "vi->data", "frame": "virtio_net_hdr + frame"}.get(r.kind)
             if role is None and r.kind in ("read", "write"):
                 role = ("out_hdr", "data", "status")[min(i, 2)] if len(r.posted.buffers) == 3 else \
                     ("out_hdr", "status")[min(i, 1)]
-            names[a] = (f"{role or r.kind} ({n} bytes, request {r.number}, "
-                                f"{'device writes' if w else 'device reads'})")
-    return names
+            index.setdefault(a, []).append((r.first_event, f"{role or r.kind} ({n} bytes, request "
+                                            f"{r.number}, {'device writes' if w else 'device reads'})"))
+    cache.update(n=len(run.requests), index=index)
+    return index
+
+
+class _Names:
+    """What a buffer address is at a step: the latest request up to the step that used it."""
+
+    def __init__(self, run, step: int | None):
+        self.index, self.step = _buffer_index(run), step
+
+    def get(self, addr: int, default: str = "") -> str:
+        uses = self.index.get(addr)
+        if not uses:
+            return default
+        if self.step is None:
+            return uses[-1][1]
+        k = bisect_right(uses, self.step, key=lambda u: u[0])
+        return uses[k - 1][1] if k else default
+
+    def addresses(self):
+        return self.index.keys()
 
 
 def ring_html(run, step: int | None = None, queue: int | None = None, *, css: bool = True) -> str:
@@ -146,7 +184,7 @@ def ring_html(run, step: int | None = None, queue: int | None = None, *, css: bo
     ev = trace.events[step % len(trace.events)]
     wr = _written(ev)
     vq = _vq(run, queue)
-    num, names = vq.num, _buffer_names(run, ev.index)
+    num, names = vq.num, _Names(run, ev.index)
     a_idx, u_idx = ram.u(vq.avail + 2, 2), ram.u(vq.used + 2, 2)
     # which descriptors to show: those the rings or this step name, then the free head
     heads = {ram.u(vq.avail + 4 + 2 * i, 2) for i in range(num)} | {ram.u(vq.used + 4 + 8 * i, 4)
@@ -214,7 +252,7 @@ def ring_html(run, step: int | None = None, queue: int | None = None, *, css: bo
             f'</div></div></div>')
 
 
-def _indirect_tables(run, ram: _Ram, vq, wr: set[int], names: dict[int, str]) -> str:
+def _indirect_tables(run, ram: _Ram, vq, wr: set[int], names: "_Names") -> str:
     """The indirect tables the ring's descriptors point at (blk's requests use them)."""
     out = []
     for i in range(vq.num):
@@ -259,9 +297,10 @@ def memory_map_html(run, step: int | None = None, *, css: bool = True) -> str:
         regions += [(q.desc, 16 * q.num, f"queue {q.index} ({q.name}) descriptor table"),
                     (q.avail, 4 + 2 * q.num + 2, f"queue {q.index} available ring"),
                     (q.used, 4 + 8 * q.num + 2, f"queue {q.index} used ring")]
-    names = _buffer_names(run, step)
-    sizes = {a: n for r in run.requests for a, n, _ in r.posted.buffers}
-    regions += [(a, sizes[a], names[a]) for a in names]
+    names = _Names(run, step)
+    shown = [r for r in run.requests if r.first_event <= step][-RECENT:]
+    regions += [(a, n, names.get(a)) for r in shown for a, n, _ in r.posted.buffers]
+    earlier = sum(1 for r in run.requests if r.first_event <= step) - len(shown)
     ram = ram_at(run, step)
     for q in run.vqs:
         for i in range(q.num):
@@ -275,11 +314,13 @@ def memory_map_html(run, step: int | None = None, *, css: bool = True) -> str:
         rows.append(f'<tr class="{"vl-cur" if hit else ""}"><td class="mono">0x{a:08x}</td>'
                     f'<td class="mono">0x{a + n - 1:08x}</td><td>{n}</td><td>{esc(what)}'
                     f'{" <b>(written now)</b>" if hit else ""}</td></tr>')
+    more = (f"<tr><td colspan='4' class='vl-kind'>… the buffers of {earlier} earlier request(s) are not "
+            f"listed</td></tr>") if earlier else ""
     return (f'{style_tag() if css else ""}<div class="vl"><h4>Guest memory (step {step})</h4>'
             f'<div class="vl-kind">RAM is 128 MiB at 0-0x7ffffff; the addresses are the guest '
             f'allocators\' choice here (illustrative), the device reaches them by DMA.</div>'
             f'<table class="vl-table vl-events"><tr><th>from</th><th>to</th><th>bytes</th><th>what</th></tr>'
-            f'{"".join(rows)}</table></div>')
+            f'{"".join(rows)}{more}</table></div>')
 
 
 #: the interrupt path's stations, in order: (event function, title, how to say what it did)
