@@ -212,7 +212,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if args.disk:
         from .files import read_input
         disk = read_input(args.disk, 64 << 20, "a disk image")
-    run = queue(args.spec, args.machine, args.root_port, args.requests, disk=disk)
+    run = queue(args.spec, args.machine, args.root_port, args.requests, disk=disk, qemu=args.qemu)
     if args.fault:
         fault(run, args.fault)
     print(json.dumps(run.to_json()) if args.json else run.narrate(all_events=args.all))
@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fault", choices=sorted(FAULTS), metavar="NAME",
                            help="then one bad request: " + ", ".join(sorted(FAULTS)))
             p.add_argument("--all", action="store_true", help="narrate the plug and the probe too")
+            p.add_argument("--qemu", default="7.2", metavar="X.Y",
+                           help="the QEMU release (the device at work is modelled for 7.2)")
             p.add_argument("--json", action="store_true",
                            help="the replay: bars, driver_ops and what each request left")
         if name == "probe":

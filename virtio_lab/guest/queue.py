@@ -307,14 +307,18 @@ def _check(spec: str, machine: str, root_port: bool, requests: int) -> None:
 
 
 def queue(spec: str, machine: str = "pc", root_port: bool = False, requests: int = 1, *,
-          disk: bytes | bytearray | None = None, seed: int = DEFAULT_SEED) -> QueueRun:
+          disk: bytes | bytearray | None = None, seed: int = DEFAULT_SEED, qemu: str = "7.2") -> QueueRun:
     """Probe ``spec`` as :func:`~virtio_lab.guest.probe.probe` does, then run ``requests``
     requests through its queue (see the module docstring for what each device does).
 
     ``disk`` is virtio-blk's image (default: 1 MiB, byte i = i mod 251); ``seed`` is the
-    ``-seed`` whose stream virtio-rng's bytes come from. Bad input raises
-    :class:`~virtio_lab.errors.VirtioLabError` with one line.
+    ``-seed`` whose stream virtio-rng's bytes come from; ``qemu`` the release (the device at
+    work is modelled for 7.2). Bad input raises :class:`~virtio_lab.errors.VirtioLabError`
+    with one line.
     """
+    if qemu != "7.2":
+        raise VirtioLabError(f"the device at work is modelled for QEMU 7.2 only, not {qemu!r}: its "
+                             f"virtqueue, device handlers and virtio_error texts are 7.2's (--qemu 7.2)")
     _check(spec, machine, root_port, requests)
     spec = with_default_backend(spec.strip())
     trace = plug(spec, machine, root_port)

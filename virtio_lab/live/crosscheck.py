@@ -713,7 +713,12 @@ def _run_queue(args: argparse.Namespace) -> int:
     if args.all or args.guest:
         raise VirtioLabError("--queue takes one SPEC (not --all or --guest)")
     _check_input(args.spec, args.machine, args.root_port)
-    res = crosscheck_queue(args.spec, args.machine, args.root_port, args.requests, fault=args.fault)
+    where = target(args.qemu)
+    if where.release != "7.2":
+        raise VirtioLabError(f"the device at work is modelled for QEMU 7.2 only, not {where.release} "
+                             f"(give --qemu 7.2, or run a local QEMU 7.2)")
+    res = crosscheck_queue(args.spec, args.machine, args.root_port, args.requests, fault=args.fault,
+                           binary=where.binary)
     print(json.dumps(res.as_dict()) if args.json else format_check(res))
     return 0 if res.identical else 1
 

@@ -132,7 +132,7 @@ def _device_args(doc: dict, tmp: str) -> tuple[list[str], list[str]]:
     return dev, backends
 
 
-def _args(doc: dict, tmp: str, seed: int) -> list[str]:
+def _args(doc: dict, tmp: str, seed: int, binary: str | None = None) -> list[str]:
     machine = doc.get("machine")
     if machine not in ("pc", "q35"):
         raise VirtioLabError(f"machine is pc or q35, not {machine!r}")
@@ -142,7 +142,7 @@ def _args(doc: dict, tmp: str, seed: int) -> list[str]:
     bios = os.path.join(tmp, "halt.bin")
     with open(bios, "wb") as f:
         f.write(halt_bios())
-    return ([qemu_binary(), "-M", machine, "-nodefaults", "-display", "none", "-bios", bios,
+    return ([binary or qemu_binary(), "-M", machine, "-nodefaults", "-display", "none", "-bios", bios,
              "-seed", str(seed), "-qtest", "stdio", "-qtest-log", "/dev/null",
              "-qmp", f"unix:{os.path.join(tmp, 'qmp.sock')},server=on,wait=off"]
             + backends + dev)
@@ -167,8 +167,10 @@ class Observed:
                 "stderr": self.stderr, "timeouts": self.timeouts}
 
 
-def replay(doc: dict, disk: bytes | None = None, *, timeout: float = 60.0) -> Observed:
-    """Play a replay's ops in a real QEMU; return what it showed (see the module docstring)."""
+def replay(doc: dict, disk: bytes | None = None, *, timeout: float = 60.0,
+           binary: str | None = None) -> Observed:
+    """Play a replay's ops in a real QEMU (``binary``: which one; default the local QEMU);
+    return what it showed (see the module docstring)."""
     from ..hw.qtest import Op
     ops = [Op.from_json(o) for o in doc.get("driver_ops", [])]
     seed = _seed(doc)
@@ -179,8 +181,8 @@ def replay(doc: dict, disk: bytes | None = None, *, timeout: float = 60.0) -> Ob
         peer = None
         if "netdev=" in doc["device"]:
             peer = _Peer(os.path.join(tmp, "peer.sock"))
-        args = _args(doc, tmp, seed)
-        obs = Observed(qemu=qemu_version())
+        args = _args(doc, tmp, seed, binary)
+        obs = Observed(qemu=qemu_version(args[0]))
         try:
             with QTest(args, timeout=timeout) as qt:
                 qt.cmd("inl 0xcfc")  # QEMU is up (or has refused the device)
@@ -469,7 +471,8 @@ class QueueCheck:
 
 
 def crosscheck_queue(spec: str, machine: str = "pc", root_port: bool = False, requests: int = 1,
-                     *, disk: bytes | None = None, fault: str | None = None) -> QueueCheck:
+                     *, disk: bytes | None = None, fault: str | None = None,
+                     binary: str | None = None) -> QueueCheck:
     """queue() in the emulation (then ``fault``, one of guest.hands.FAULTS) and the same ops in
     a real QEMU; every difference named."""
     from ..guest.hands import fault as play_fault
@@ -479,7 +482,7 @@ def crosscheck_queue(spec: str, machine: str = "pc", root_port: bool = False, re
         play_fault(run, fault)
     doc = run.to_json()
     initial = run.initial
-    obs = replay(doc, initial)
+    obs = replay(doc, initial, binary=binary)
     diffs = compare(doc, obs)
     if initial is not None:
         want = bytes(run.disk)
