@@ -296,10 +296,14 @@ TERMS: tuple[Term, ...] = (
     _t("probe", "05-virtio-primer",
        "A driver's function that claims a device and sets it up (virtio_pci_probe, vp_modern_probe); "
        "also virtio_lab's probe(), which replays SeaBIOS and Linux.", r"(?<![`.])\bprob(?:e|es|ed|ing)\b(?![`(])"),
+    # 12 · the device at work
+    _t("ioeventfd", "12-device-at-work",
+       "An event notifier QEMU hangs on each queue's notify address once the driver sets DRIVER_OK "
+       "(virtio_device_start_ioeventfd_impl): a guest write there only signals it — KVM does so in the "
+       "kernel, QEMU's memory core under TCG (memory_region_dispatch_write_eventfds) — and QEMU's main "
+       "loop then runs the queue's handler. ioeventfd=off keeps notifies in virtio_pci_notify_write.",
+       r"\bioeventfd\b"),
     # 15 · why BAR4 + 0x3000
-    _t("ioeventfd", "15-why-bar4-0x3000",
-       "A KVM mechanism QEMU uses: a guest write to a registered address signals an eventfd instead of "
-       "exiting to QEMU's memory dispatch.", r"\bioeventfd\b"),
     _t("vhost-user", "15-why-bar4-0x3000",
        "A virtio device implemented in another process than QEMU (vDPA: in hardware or the kernel); "
        "with page-per-vq QEMU can map its doorbells straight into the guest.", r"\bvhost-user\b", r"\bvDPA\b"),
