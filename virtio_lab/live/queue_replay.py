@@ -38,14 +38,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import VirtioLabError
-from .qemu import QemuError, QTest, PciConfig, _setup_machine, qemu_binary, qemu_version, split_spec
+from .qemu import (
+    BACKEND_TEMPLATES,
+    PciConfig,
+    QemuError,
+    QTest,
+    _setup_machine,
+    checked_opts,
+    qemu_binary,
+    qemu_version,
+)
 
 __all__ = ["replay", "compare", "crosscheck_queue", "QueueCheck", "halt_bios", "format_check",
            "load_capture", "capture"]
 
 #: The firmware the replay boots: at the reset vector, cli; hlt; jmp back to the hlt.
 HALT = bytes([0xFA, 0xF4, 0xEB, 0xFD])
-IDENT = re.compile(r"[A-Za-z][A-Za-z0-9._-]*\Z")  # util/id.c:id_wellformed
 STATUS_BITS = {"ACKNOWLEDGE": 1, "DRIVER": 2, "DRIVER_OK": 4, "FEATURES_OK": 8, "NEEDS_RESET": 0x40,
                "FAILED": 0x80}
 WAIT_S = 5.0
@@ -102,28 +110,31 @@ class _Qmp:
 
 
 # --------------------------------------------------------------------------- command line
+#: the replay's backends, from fixed templates like live.qemu.BACKEND_TEMPLATES (whose
+#: drive= is a null-co disk and netdev= user networking: the replay needs an image whose
+#: bytes it knows, and a peer it reads)
+QUEUE_BACKENDS = {
+    "drive": ("-blockdev", "driver=file,filename={dir}/disk.img,node-name={id}"),
+    "netdev": ("-netdev", "dgram,id={id},local.type=unix,local.path={dir}/qemu.sock,"
+                          "remote.type=unix,remote.path={dir}/peer.sock"),
+}
+
+
 def _device_args(doc: dict, tmp: str) -> tuple[list[str], list[str]]:
-    """-device (re-quoted option by option) and its backends, built from fixed templates."""
-    name, opts = split_spec(doc["device"])
-    given = {k for k, _ in opts}
+    """-device, re-quoted option by option from QEMU's own split (live.qemu.checked_opts: every
+    backend reference an identifier), and its backends from QUEUE_BACKENDS."""
+    opts = checked_opts(doc["device"])
+    given = {k for k, _ in opts.options}
     if given & {"addr", "bus"}:
         raise VirtioLabError("the queue replay places the device itself (00:03.0, or 01:00.0 behind "
                              "the root port): drop addr= and bus= from the spec")
     backends = []
-    for k, v in opts:
-        if k in ("drive", "netdev"):
-            if not v or not IDENT.match(v):
-                raise VirtioLabError(f"{k}={v!r}: a backend id starts with a letter and has only "
-                                     f"letters, digits, '-', '.' and '_' (QEMU's id_wellformed)")
-            if k == "drive":
-                backends += ["-blockdev", f"driver=file,filename={os.path.join(tmp, 'disk.img')},"
-                                          f"node-name={v}"]
-            else:
-                backends += ["-netdev", f"dgram,id={v},local.type=unix,local.path={os.path.join(tmp, 'qemu.sock')},"
-                                        f"remote.type=unix,remote.path={os.path.join(tmp, 'peer.sock')}"]
-        elif k in ("fsdev", "chardev", "cryptodev", "memdev", "iothread", "rng"):
+    for k, v in opts.options:
+        if k in QUEUE_BACKENDS and v:
+            backends += [a.format(id=v, dir=tmp) for a in QUEUE_BACKENDS[k]]
+        elif k in BACKEND_TEMPLATES and v:
             raise VirtioLabError(f"the queue replay builds backends for drive= and netdev= only, not {k}=")
-    quoted = ",".join([name] + [k if v is None else f"{k}={v.replace(',', ',,')}" for k, v in opts])
+    quoted = opts.quoted()
     if doc.get("root_port"):
         dev = ["-device", "pcie-root-port,id=rp0,bus=pcie.0,addr=02.0,chassis=1",
                "-device", f"{quoted},bus=rp0,addr=00.0"]
