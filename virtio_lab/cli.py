@@ -25,17 +25,33 @@ class _Parser(argparse.ArgumentParser):
 
 
 
-def _add_target(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a -device spec, e.g. virtio-net-pci or virtio-blk-pci,disable-legacy=on")
-    p.add_argument("--machine", default="pc", help="pc (i440fx) or q35 (default: pc)")
+def _add_qemu(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qemu", default=None, metavar="X.Y",
+                   help="the QEMU release to model: 5.2, 7.2 or 10.0 (default: 7.2)")
+
+
+def _add_target(p: argparse.ArgumentParser, spec: str = "spec") -> None:
+    p.add_argument(spec, help="a -device spec, e.g. virtio-net-pci or virtio-blk-pci,disable-legacy=on")
+    p.add_argument("--machine", default="pc",
+                   help="pc (i440fx), q35, or a versioned machine type such as pc-q35-7.2 "
+                        "(pc and q35 are the release's newest; default: pc)")
     p.add_argument("--root-port", action="store_true",
                    help="plug behind a pcie-root-port (q35 only): the device becomes a PCIe endpoint")
+    _add_qemu(p)
+
+
+def _machine(args: argparse.Namespace):
+    """The machine the arguments name (a bad machine or release is a usage error, exit 2)."""
+    from .hw.machine import Machine
+    return Machine(args.machine, args.root_port, qemu=args.qemu)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
     from .hw.devices import MODELS, model_for, supported_types
     from .hw.spec import type_properties
     # one model (any of its type names) with its options, or every model
+    from .hw.release import release
+    qemu = release(args.qemu).version
     models = [model_for(args.model.strip()).model] if args.model else list(MODELS.values())
     verbose = args.verbose or bool(args.model)
     if args.json:
@@ -46,7 +62,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             out[name] = {"virtio_id": info.model.virtio_id, "summary": info.model.summary,
                          "variant": info.variant,
                          "options": {p.name: {"type": p.type, "default": p.default}
-                                     for p in type_properties(name).values()
+                                     for p in type_properties(name, qemu).values()
                                      if not p.type.startswith("child<")}}
         print(json.dumps(out, indent=1))
         return 0
@@ -57,7 +73,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         if verbose:
             if len(names) > 1:
                 print(f"{'':22} also: {', '.join(names[1:])}")
-            for p in type_properties(m.name).values():
+            for p in type_properties(m.name, qemu).values():
                 if p.type.startswith("child<"):
                     continue
                 default = "" if p.default is None else f" (default {p.default})"
@@ -67,11 +83,42 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_machines(args: argparse.Namespace) -> int:
+    """What ``-machine help`` lists, for the types virtio_lab models, with their compat tables."""
+    from .hw.compat import MACHINE_PREFIX, machine_globals, machine_types
+    from .hw.machine import Machine
+    from .hw.release import release
+    rel = release(args.qemu)
+    names = machine_types(rel.version)
+    if args.type:
+        names = (Machine(args.type, qemu=rel.version).type,)
+    rows = []
+    for name in names:
+        alias = next((a for a, prefix in MACHINE_PREFIX.items() if name == f"{prefix}-{rel.version}"), None)
+        rows.append({"name": name, "alias": alias,
+                     "compat": [{"driver": g.driver, "property": g.property, "value": g.value,
+                                 "array": g.array} for g in machine_globals(rel.version, name)]})
+    if args.json:
+        print(json.dumps({"qemu": rel.version, "machines": rows}, indent=1))
+        return 0
+    print(f"QEMU {rel.version} machine types that virtio_lab models (pc and q35 alias the newest):")
+    for r in rows:
+        n = len(r["compat"])
+        print(f"  {r['name']:16} {('(' + r['alias'] + ')') if r['alias'] else '':6} "
+              f"{n} compat propert{'y' if n == 1 else 'ies'}")
+        if args.type or args.verbose:
+            for g in r["compat"]:
+                print(f"      {g['array']:24} {g['driver']}.{g['property']}={g['value']}")
+    if not (args.type or args.verbose):
+        print("\n(machines TYPE lists one type's compat properties, -v every type's)")
+    return 0
+
+
 def cmd_plug(args: argparse.Namespace) -> int:
     from .hw.plug import plug
     from .hw.virtio_pci import PlugError
     try:
-        trace = plug(args.spec, args.machine, args.root_port)
+        trace = plug(args.spec, args.machine, args.root_port, args.qemu)
     except PlugError as err:
         if err.trace is not None:
             print(err.trace.narrate())
@@ -106,10 +153,9 @@ def cmd_session(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from .hw.machine import Machine
     from .text.dump import dump
-    Machine(args.machine, args.root_port)  # machine errors are usage errors, not QEMU refusals
-    out = dump(args.spec, args.machine, args.root_port)
+    _machine(args)  # machine errors are usage errors, not QEMU refusals
+    out = dump(args.spec, args.machine, args.root_port, args.qemu)
     if args.json:
         print(json.dumps(out))  # the refusal in the schema for programs, and in one line below
     if "error" in out:
@@ -123,11 +169,10 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_lspci(args: argparse.Namespace) -> int:
-    from .hw.machine import Machine
     from .text.lspci import lspci_text
-    Machine(args.machine, args.root_port)
+    _machine(args)
     level = args.level if args.level else (None if args.verbose else 3)
-    print(lspci_text(args.spec, args.machine, args.root_port, level, args.verbose), end="")
+    print(lspci_text(args.spec, args.machine, args.root_port, level, args.verbose, args.qemu), end="")
     return 0
 
 
@@ -143,10 +188,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .hw.machine import Machine
     from .views.report import report_trace, write_report
-    Machine(args.machine, args.root_port)
-    trace = report_trace(args.spec, args.machine, args.root_port)
+    _machine(args)
+    trace = report_trace(args.spec, args.machine, args.root_port, args.qemu)
     path = write_report(trace, args.output)
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB): open it in any browser, no network needed")
     if trace.error:  # the report still shows the steps up to QEMU's refusal
@@ -156,19 +200,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .hw.machine import Machine
+    from .hw.machine import Machine, machine_family
     from .text.diff import diff
-    Machine(args.machine, args.root_port)
+    if args.spec_b is None and not (args.machine_b or args.qemu_b or args.root_port_b):
+        raise VirtioLabError("diff needs something to compare with: a second spec, "
+                             "--against-qemu X.Y or --against-machine TYPE")
+    _machine(args)
     mb = args.machine_b or args.machine
-    Machine(mb, args.root_port_b or (args.root_port and mb == args.machine))
-    d = diff(args.spec, args.spec_b, args.machine, args.root_port, machine_b=mb,
-             root_port_b=args.root_port_b or (args.root_port and mb == args.machine))
-    print(d)
+    rpb = args.root_port_b or (args.root_port and machine_family(mb) == machine_family(args.machine))
+    Machine(mb, rpb, qemu=args.qemu_b or args.qemu)
+    d = diff(args.spec, args.spec_b or args.spec, args.machine, args.root_port, machine_b=mb,
+             root_port_b=rpb, qemu=args.qemu, qemu_b=args.qemu_b)
+    print(d.text(why=True))
     return 1 if d else 0
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "devices": ("list the device models and their options", cmd_devices),
+    "machines": ("list the machine types of a release and their compat properties", cmd_machines),
     "plug": ("narrate QEMU's plug path for a device, one event a line", cmd_plug),
     "dump": ("print the plugged device's config space (--json: the oracle schema)", cmd_dump),
     "lspci": ("print the config space as lspci -x/-xxx/-xxxx does (-vvv: decoded)", cmd_lspci),
@@ -192,9 +241,8 @@ COMMANDS["crosscheck"] = ("plug SPEC into a local real QEMU and into the emulati
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from .guest.probe import probe
-    from .hw.machine import Machine
-    Machine(args.machine, args.root_port)
-    result = probe(args.spec, args.machine, args.root_port)
+    _machine(args)
+    result = probe(args.spec, args.machine, args.root_port, args.qemu)
     print(json.dumps(result.to_json()) if args.json else result.narrate())
     return 0
 
@@ -224,9 +272,11 @@ COMMANDS["queue"] = ("the device at work: requests through a virtqueue, the noti
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Step through how QEMU 7.2 plugs a virtio-pci device.")
+    parser = _Parser(prog=PROG, description="Step through how QEMU plugs a virtio-pci device "
+                                            "(releases 5.2, 7.2 and 10.0).")
     from . import __version__
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (models QEMU 7.2)")
+    parser.add_argument("--version", action="version",
+                        version=f"{PROG} {__version__} (models QEMU 5.2, 7.2 and 10.0; default 7.2)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (help_text, _) in COMMANDS.items():
@@ -235,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("model", nargs="?", help="one device model (or its type name): its options")
             p.add_argument("-v", "--verbose", action="store_true", help="list every option")
             p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+            _add_qemu(p)
+        elif name == "machines":
+            p.add_argument("type", nargs="?", help="one machine type (pc, q35, pc-q35-7.2...): its "
+                                                   "compat properties")
+            p.add_argument("-v", "--verbose", action="store_true", help="every type's compat properties")
+            p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+            _add_qemu(p)
         elif name == "explain":
             p.add_argument("file", help="a file holding lspci -x/-xxx/-xxxx output, or - for stdin")
             p.add_argument("--json", action="store_true", help="one JSON object per device")
@@ -268,8 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "report":
             p.add_argument("-o", "--output", default="plug.html", help="where to write (default plug.html)")
         if name == "diff":
-            p.add_argument("spec_b", help="the second -device spec")
-            p.add_argument("--machine-b", default=None, help="machine for SPEC_B (default: --machine)")
+            p.add_argument("spec_b", nargs="?", default=None,
+                           help="the second -device spec (default: SPEC again, on the other "
+                                "release or machine type)")
+            p.add_argument("--against-machine", "--machine-b", dest="machine_b", default=None,
+                           metavar="MACHINE", help="machine (type) for SPEC_B (default: --machine)")
+            p.add_argument("--against-qemu", "--qemu-b", dest="qemu_b", default=None, metavar="X.Y",
+                           help="QEMU release for SPEC_B (default: --qemu)")
             p.add_argument("--root-port-b", action="store_true", help="plug SPEC_B behind a pcie-root-port")
         if name == "lspci":
             p.add_argument("-x", dest="level", action="store_const", const=1, help="64 bytes")

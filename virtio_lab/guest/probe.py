@@ -150,7 +150,8 @@ def _caps(config: bytes):
     return walk_capabilities(config[:256])
 
 
-def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = False) -> ProbeResult:
+def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = False,
+          qemu: str | None = None) -> ProbeResult:
     """Run the guest's side of a plug: SeaBIOS 1.16's PCI setup, then Linux 6.1's virtio probe.
 
     ``trace_or_spec`` is a plug trace or a ``-device`` spec (a model's missing backend is
@@ -162,7 +163,7 @@ def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = Fal
         if trace.error is not None:
             raise VirtioLabError(f"the plug was refused ({trace.error}): there is no device to probe")
     elif isinstance(trace_or_spec, str):
-        trace = plug(with_default_backend(trace_or_spec.strip()), machine, root_port)
+        trace = plug(with_default_backend(trace_or_spec.strip()), machine, root_port, qemu)
     else:
         raise VirtioLabError(f"probe takes a plug trace or a -device spec, not {type(trace_or_spec).__name__}")
     m = trace.machine

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import VirtioLabError, shown
+from .release import release
 from .spec import ALIASES, DeviceSpec, unknown_model
 
 __all__ = ["DeviceModel", "QemuCode", "MODELS", "model_for", "supported_types", "Features"]
@@ -26,6 +27,7 @@ VIRTIO_F_BAD_FEATURE = 30
 VIRTIO_F_VERSION_1 = 32
 VIRTIO_F_IOMMU_PLATFORM = 33
 VIRTIO_F_RING_PACKED = 34
+VIRTIO_F_IN_ORDER = 35
 VIRTIO_F_RING_RESET = 40
 
 #: DEFINE_VIRTIO_COMMON_FEATURES: property → bit, on every virtio device.
@@ -37,6 +39,7 @@ COMMON_FEATURE_PROPS = {
     "iommu_platform": VIRTIO_F_IOMMU_PLATFORM,
     "packed": VIRTIO_F_RING_PACKED,
     "queue_reset": VIRTIO_F_RING_RESET,
+    "in_order": VIRTIO_F_IN_ORDER,  # 10.0 (no such property before)
 }
 
 #: VIRTIO_LEGACY_FEATURES: bits a modern driver never sees (virtio_pci_common_read masks them).
@@ -219,9 +222,15 @@ def _net_check(s: DeviceSpec, legacy: bool) -> None:
         raise VirtioLabError("'speed' must be between 0 and INT_MAX")
     for prop in ("rx_queue_size", "tx_queue_size"):
         v = s.value(prop)
-        if v < 256 or v > 1024 or v & (v - 1):
-            raise VirtioLabError(f"Invalid {prop} (= {v}), must be a power of 2 between 256 and 1024"
+        top = _NET_TX_CHECKED_MAX.get(s.qemu, 1024) if prop == "tx_queue_size" else 1024
+        if v < 256 or v > top or v & (v - 1):
+            raise VirtioLabError(f"Invalid {prop} (= {v}), must be a power of 2 between 256 and {top}"
                                  + ("." if prop == "rx_queue_size" else ""))
+
+
+#: virtio_net_device_realize checks tx_queue_size against VIRTQUEUE_MAX_SIZE (5.2, 7.2),
+#: from 8.x against virtio_net_max_tx_queue_size: 256 unless the peer is vhost-user/vDPA
+_NET_TX_CHECKED_MAX = {"10.0": 256}
 
 
 # ----------------------------------------------------------------------------- blk
@@ -484,12 +493,20 @@ DEVICE_MEMORY_SIZE = (4 << 30) - (512 << 20) + 2 * (1 << 30)
 HOST_PAGE_ALIGN = 2 << 20
 
 
+#: Releases whose memory_device_pre_plug asks for the machine's device memory before the
+#: device's memory region (8.2+: "the configuration is not prepared for memory devices")
+_DEVICE_MEMORY_CHECKED_FIRST = frozenset({"10.0"})
+
+
 def _memory_device_pre_plug(s: DeviceSpec, no_memdev: str, align: int) -> None:
     """hw/mem/memory-device.c: memory_device_pre_plug -> memory_device_get_free_addr.
 
     memaddr=0 lets QEMU choose; any other address must be aligned and the whole
     device must fit inside the machine's device-memory range."""
     if not s.has("memdev"):
+        if s.qemu in _DEVICE_MEMORY_CHECKED_FIRST:  # the modelled machine has maxmem only with a memdev
+            raise VirtioLabError("the configuration is not prepared for memory devices (e.g., for "
+                                 "memory hotplug), consider specifying the maxmem option")
         raise VirtioLabError(no_memdev)
     hint = s.value("memaddr") or 0  # 0: QEMU chooses
     if hint % align:
@@ -512,10 +529,18 @@ def _mem_check(s: DeviceSpec, legacy: bool) -> None:
     if s.value("node") >= NUMA_NODES:  # QEMU's message lacks a space after "exceeds"
         raise VirtioLabError(f"'node' property has value '{s.value('node')}', which exceedsthe "
                              f"number of numa nodes: {NUMA_NODES}")
+    # 10.0's dynamic-memslots needs unplugged-inaccessible on (auto is off for a RAM backend)
+    if s.value("dynamic-memslots") and s.value("unplugged-inaccessible") != "on":
+        raise VirtioLabError("'dynamic-memslots' property set to 'on' requires "
+                             "'unplugged-inaccessible' to be 'on'")
     block = s.value("block-size") or HOST_PAGE_ALIGN
     if (s.value("requested-size") or 0) % block:
         raise VirtioLabError(f"'requested-size' property has to be multiples of 'block-size' ({block:#x})")
 
+
+#: virtio-mem.c: virtio_mem_get_features adds VIRTIO_MEM_F_PERSISTENT_SUSPEND (bit 2) from
+#: 9.0 on when the machine can wake from suspend (pc and q35 can)
+_MEM_RELEASE_FEATURES = {"10.0": _bit(2)}
 
 #: No -numa options: QEMU counts one node.
 NUMA_NODES = 1
@@ -611,6 +636,7 @@ _register(DeviceModel(
     feature_props=BALLOON_FEATURES,
     feature_names={0: "MUST_TELL_HOST", 1: "STATS_VQ", 2: "DEFLATE_ON_OOM", 3: "FREE_PAGE_HINT",
                    4: "PAGE_POISON", 5: "REPORTING"},
+    nvectors=lambda s: 2,  # 10.0's vectors property (virtio_balloon_pci_realize); 5.2/7.2 have none
     config_len=_balloon_config_len, queues=_balloon_queues,
     get_features=lambda s, f: f | _bit(1),  # STATS_VQ
     device_config=lambda s: bytes(_balloon_config_len(s)),
@@ -658,7 +684,7 @@ def _gpu_check(s: DeviceSpec, legacy: bool) -> None:
     if s.value("max_outputs") > 16:
         raise VirtioLabError("invalid max_outputs > 16")
     if s.value("blob"):
-        raise VirtioLabError("cannot enable blob resources without udmabuf",
+        raise VirtioLabError(release(s.qemu).text("gpu-blob", "cannot enable blob resources without udmabuf"),
                              "QEMU first warns 'open /dev/udmabuf: No such file or directory': "
                              "the probed host has no udmabuf")
 
@@ -715,11 +741,28 @@ for _name, _cls, _summary in (("keyboard", 0x0900, "keyboard"), ("mouse", 0x0902
         device_config=lambda s, _f=_input_len: bytes(_f(s)),  # select = 0: nothing selected yet
     ))
 
-#: virtio_crypto_config as the builtin cryptodev backend fills it (status HW_READY, one data
-#: queue, cipher/hash/mac/akcipher services, algorithm masks, key limits, max request size)
-_CRYPTO_BUILTIN_CONFIG = bytes.fromhex(
-    "01000000" "01000000" "17000000" "08000000" "00000000" "04000000" "00000000" "00000000"
-    "00000000" "40000000" "00020000" "02000000" "e7ffffffffffff7f")
+def _crypto_config(services: int, akcipher: int, max_size: int) -> bytes:
+    """virtio_crypto_config as the builtin cryptodev backend fills it: status HW_READY, one
+    data queue, the services, algorithm masks (AES-CBC, SHA1), key limits, akcipher
+    algorithms, and the largest request (LONG_MAX less the size of the backend's request
+    struct, which changed between releases)."""
+    le = lambda v, n=4: v.to_bytes(n, "little")  # noqa: E731
+    return (le(1) + le(1) + le(services) + le(8) + le(0) + le(4) + le(0) + le(0) + le(0)
+            + le(64) + le(512) + le(akcipher) + le(max_size, 8))
+
+
+#: backends/cryptodev-builtin.c: cryptodev_builtin_init, per release, as probed: 7.2 adds the
+#: akcipher service (RSA); 10.0 offers it only when its crypto library does RSA raw padding
+#: (Debian's build does not); max_size is LONG_MAX - sizeof(CryptoDevBackendSymOpInfo) (5.2)
+#: or - sizeof(CryptoDevBackendOpInfo) (7.2, 10.0).
+_CRYPTO_BUILTIN_CONFIG = {
+    "5.2": _crypto_config(0x07, 0, 2**63 - 1 - 0x58),
+    "7.2": _crypto_config(0x17, 0x02, 2**63 - 1 - 0x18),
+    "10.0": _crypto_config(0x07, 0, 2**63 - 1 - 0x40),
+}
+#: hw/virtio/virtio-crypto.c: virtio_crypto_device_realize: the control queue's size
+#: (64 in 5.2, 1024 from 7.2)
+_CRYPTO_CTRL_QUEUE = {"5.2": 64}
 _register(DeviceModel(
     name="virtio-crypto-pci", vdev_type="virtio-crypto-device", vdev_name="virtio-crypto",
     virtio_id=20, pci_device_id=0, class_id=0x00FF, summary="crypto accelerator",
@@ -727,19 +770,33 @@ _register(DeviceModel(
                "hw/virtio/virtio-crypto.c", "virtio_crypto_device_realize",
                "virtio_crypto_get_features"),
     variants=False, forced_modern=True, default_vectors=2, config_len=_fixed(56),
-    queues=_q(1024, 1024), backend="cryptodev", device_config=lambda s: _CRYPTO_BUILTIN_CONFIG,
+    queues=lambda s: [1024, _CRYPTO_CTRL_QUEUE.get(s.qemu, 1024)], backend="cryptodev",
+    device_config=lambda s: _CRYPTO_BUILTIN_CONFIG[s.qemu],
     realize_check=_require("cryptodev", "'cryptodev' parameter expects a valid object",
                            "add cryptodev=cr0: virtio_lab models -object cryptodev-backend-builtin,id=cr0"),
 ))
 
 
+#: virtio-iommu.c: the page_size_mask of each granule= (10.0; host: the host's 4 KiB pages)
+_IOMMU_GRANULE = {"4k": 4 << 10, "8k": 8 << 10, "16k": 16 << 10, "64k": 64 << 10, "host": 4 << 10}
+
+
 def _iommu_config(s: DeviceSpec) -> bytes:
+    """virtio_iommu_device_realize: page_size_mask from granule=, input_range up to
+    aw-bits= (both 10.0; before, 4 KiB pages and 64 bits), all domains, probe size."""
     le = int.to_bytes
-    return (le(0xFFFFFFFFFFFFF000, 8, "little")  # page_size_mask: 4 KiB pages
-            + le(0, 8, "little") + le(2**64 - 1, 8, "little")  # input_range
+    aw_bits = s.value("aw-bits") or 64
+    return (le(-_IOMMU_GRANULE[s.value("granule") or "host"] % 2**64, 8, "little")
+            + le(0, 8, "little") + le(2**64 - 1 if aw_bits == 64 else (1 << aw_bits) - 1, 8, "little")
             + le(0, 4, "little") + le(2**32 - 1, 4, "little")  # domain_range
             + le(0x200, 4, "little")  # probe_size
             + bytes([1 if s.value("boot-bypass") else 0, 0, 0, 0]))
+
+
+def _iommu_check(s: DeviceSpec) -> None:
+    aw_bits = s.value("aw-bits")
+    if aw_bits is not None and not 32 <= aw_bits <= 64:
+        raise VirtioLabError("aw-bits must be within [32,64]")
 
 
 _register(DeviceModel(
@@ -754,6 +811,7 @@ _register(DeviceModel(
     # virtio_iommu_get_features ORs in its own set, which has EVENT_IDX, INDIRECT_DESC and
     # VERSION_1 whatever event_idx= and indirect_desc= say
     get_features=lambda s, f: f | 0x77 | _bit(28) | _bit(29) | _bit(32), device_config=_iommu_config,
+    realize_check=lambda s, legacy: _iommu_check(s),
     class_code=lambda s: s.value("class") or 0,
 ))
 _register(DeviceModel(
@@ -762,10 +820,13 @@ _register(DeviceModel(
     code=_code("hw/virtio/virtio-mem-pci.c", "virtio_mem_pci_instance_init", "virtio_mem_pci_realize",
                "hw/virtio/virtio-mem.c", "virtio_mem_device_realize", "virtio_mem_get_features"),
     forced_modern=True, config_len=_fixed(56), queues=_q(128), backend="memdev",
-    feature_names={0: "ACPI_PXM", 1: "UNPLUGGED_INACCESSIBLE"},
+    nvectors=lambda s: 2,  # 10.0's vectors property (virtio_mem_pci_realize); 5.2/7.2 have none
+    feature_names={0: "ACPI_PXM", 1: "UNPLUGGED_INACCESSIBLE", 2: "PERSISTENT_SUSPEND"},
     # ACPI_PXM: x86 machines describe memory with ACPI; UNPLUGGED_INACCESSIBLE only when
-    # asked (auto is off for a RAM backend, which has the shared zero page)
-    get_features=lambda s, f: f | _bit(0) | (_bit(1) if s.value("unplugged-inaccessible") == "on" else 0),
+    # asked (auto is off for a RAM backend, which has the shared zero page);
+    # PERSISTENT_SUSPEND (10.0): the x86 machines support wake-up from suspend
+    get_features=lambda s, f: (f | _bit(0) | (_bit(1) if s.value("unplugged-inaccessible") == "on" else 0)
+                               | _MEM_RELEASE_FEATURES.get(s.qemu, 0)),
     realize_check=_mem_check,
     pre_plug=lambda s: _memory_device_pre_plug(
         s, "'memdev' property must be set", max(HOST_PAGE_ALIGN, s.value("block-size") or 0)),

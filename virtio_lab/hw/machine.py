@@ -6,12 +6,15 @@ qdev-monitor.c resolves ``bus=`` on it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
 from .board import board_function, multifunction_slot
+from .compat import MACHINE_PREFIX, machine_types
+from .release import DEFAULT_RELEASE, release
 
-__all__ = ["Machine", "MACHINES", "ROOT_BUS"]
+__all__ = ["Machine", "MACHINES", "ROOT_BUS", "machine_family"]
 
 MACHINES = ("pc", "q35")
 
@@ -19,25 +22,86 @@ MACHINES = ("pc", "q35")
 ROOT_BUS = {"pc": ("i440FX-pcihost", "pci.0"), "q35": ("q35-pcihost", "pcie.0")}
 
 
+_VERSIONED = re.compile(r"(pc-i440fx|pc-q35)-(\d+)\.(\d+)")
+
+
+def machine_family(name: str) -> str | None:
+    """The board a machine name builds: ``pc``, ``q35`` or None (not a pc/q35 name)."""
+    if name in MACHINES:
+        return name
+    m = _VERSIONED.fullmatch(name) if isinstance(name, str) else None
+    return None if m is None else ("pc" if m.group(1) == "pc-i440fx" else "q35")
+
+
+def _unsupported(rel, name) -> VirtioLabError:
+    """QEMU's refusal of a machine it does not offer, naming what this release offers."""
+    text = rel.unsupported_machine.format(name=shown(str(name), quote=""))
+    said = "" if shown(str(name), quote="") in text else f"--machine {shown(str(name), quote='')}: "
+    return VirtioLabError(text, f"{said}QEMU {rel.version} offers pc, q35 and pc-i440fx-X.Y / "
+                                f"pc-q35-X.Y from 5.2 to {rel.version}; python -m virtio_lab "
+                                f"machines --qemu {rel.version} lists them")
+
+
 @dataclass(frozen=True)
 class Machine:
-    """Where the device is plugged: the board, and whether a PCIe root port sits in between."""
+    """Where the device is plugged: the board, its machine type, and whether a PCIe root
+    port sits in between.
+
+    ``name`` is the board (``pc`` or ``q35``); ``Machine("pc-q35-7.2", qemu="10.0")`` is
+    the q35 board with the compat properties of machine type pc-q35-7.2. ``type`` is the
+    versioned machine type (``pc`` and ``q35`` alias the release's newest, as QEMU's do)."""
 
     name: str = "pc"
     root_port: bool = False
     #: the device's devfn on its bus (``addr=``); -1: the default slot (3, or 0 behind the port)
     devfn: int = -1
+    #: the QEMU release (5.2, 7.2, 10.0)
+    qemu: str = DEFAULT_RELEASE
+    #: the versioned machine type; "" resolves to the release's newest for ``name``
+    type: str = ""
 
     def __post_init__(self):
         if not isinstance(self.name, str):
-            raise VirtioLabTypeError(f"a machine is \"pc\" or \"q35\", not {type_name(self.name)}")
-        if self.name not in MACHINES:
-            raise VirtioLabError(f"unknown machine {shown(self.name)}: choose pc or q35")
+            raise VirtioLabTypeError(f"a machine is \"pc\", \"q35\" or a machine type such as "
+                                     f"\"pc-q35-7.2\", not {type_name(self.name)}")
+        rel = release(self.qemu)
+        object.__setattr__(self, "qemu", rel.version)
+        name = self.name.strip()
+        family = machine_family(name)
+        if family is None:
+            raise _unsupported(rel, self.name)
+        mtype = (self.type or f"{MACHINE_PREFIX[name]}-{rel.version}") if name in MACHINES else name
+        object.__setattr__(self, "name", family)
+        object.__setattr__(self, "type", mtype)
+        self._check_type(rel, family, mtype)
         if self.root_port not in (True, False):  # 0/1 and numpy bools compare equal, "yes" does not
             raise VirtioLabTypeError(f"root_port is True or False, not {shown(self.root_port)}")
         if self.root_port and self.name != "q35":
             raise VirtioLabError("a pcie-root-port needs a PCI Express machine: use --machine q35 "
                                  "with --root-port")
+
+    @staticmethod
+    def _check_type(rel, family: str, mtype: str) -> None:
+        """The machine type must be one the release registers (QEMU's own refusal
+        otherwise), from 5.2 up (older ones carry compat properties virtio_lab leaves out)."""
+        if mtype in machine_types(rel.version):
+            return
+        m = _VERSIONED.fullmatch(mtype)
+        if m and m.group(1) == MACHINE_PREFIX[family] and (int(m.group(2)), int(m.group(3))) < (5, 2):
+            raise VirtioLabError(f"machine type {mtype} is older than virtio_lab models: choose "
+                                 f"{MACHINE_PREFIX[family]}-5.2 or newer",
+                                 f"python -m virtio_lab machines --qemu {rel.version} lists them")
+        raise _unsupported(rel, mtype)
+
+    @property
+    def newest(self) -> bool:
+        """Whether this is the release's newest machine type (what ``pc``/``q35`` alias)."""
+        return self.type == f"{MACHINE_PREFIX[self.name]}-{self.qemu}"
+
+    @property
+    def type_version(self) -> str:
+        """The QEMU version the machine type freezes (pc-q35-7.2 -> "7.2")."""
+        return self.type.rsplit("-", 1)[1]
 
     @property
     def bus_number(self) -> int:
@@ -112,4 +176,5 @@ class Machine:
 
     @property
     def label(self) -> str:
-        return f"{self.name}{' behind a pcie-root-port' if self.root_port else ''}"
+        board = self.name if self.newest else self.type
+        return f"{board}{' behind a pcie-root-port' if self.root_port else ''}"

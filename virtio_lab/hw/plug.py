@@ -1,8 +1,9 @@
-"""plug(): run QEMU 7.2's plug path for one device on one machine and return its trace.
+"""plug(): run a QEMU release's plug path (5.2, 7.2 or 10.0) for one device on one machine and
+return its trace.
 
 The trace's roots are the two things qdev_device_add (softmmu/qdev-monitor.c) does to a
--device: create the object (qdev_new runs the type's instance_init) and realize it
-(qdev_realize)."""
+-device: create the object (qdev_new runs the type's instance_init, then the machine type's
+compat properties reach it) and realize it (qdev_realize)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from functools import cached_property, lru_cache
 from ..errors import VirtioLabError
 from ..trace import SPACES, Event, Tracer
 from .devices import model_for, supported_types
+from .compat import device_globals
 from .machine import Machine
 from .qemu_names import names_of
-from .spec import DeviceSpec, parse_spec
+from .release import DEFAULT_RELEASE, release
+from .spec import DeviceSpec, parse_spec, parse_value, type_properties
 from .state import Facts, PlugState, TreeNode
 from .virtio_pci import PlugError, VirtIOPCIProxy
 
-__all__ = ["Trace", "plug", "StepError"]
+__all__ = ["Trace", "plug", "resolve", "StepError"]
 
 class StepError(VirtioLabError, IndexError):
     """A step outside the trace (an IndexError too, so ``trace.state_at`` indexes like a list)."""
@@ -49,8 +52,14 @@ class Trace:
     def __iter__(self):
         return iter(self.events)
 
+    @property
+    def qemu(self) -> str:
+        """The QEMU release this plug models."""
+        return self.machine.qemu
+
     def __repr__(self) -> str:
-        return (f"<Trace {self.spec.text!r} on {self.machine.label}: {len(self.events)} events"
+        release = "" if self.qemu == DEFAULT_RELEASE else f" (QEMU {self.qemu})"
+        return (f"<Trace {self.spec.text!r} on {self.machine.label}{release}: {len(self.events)} events"
                 f"{', refused' if self.error else ''}>")
 
     def _arrays_at(self, i: int) -> dict[str, bytes]:
@@ -126,7 +135,22 @@ def _type_names() -> tuple[str, ...]:
 @lru_cache(maxsize=512)
 def _parse(text: str, machine: Machine) -> DeviceSpec:
     """parse_spec is pure and DeviceSpec is frozen, so a spec parsed once is reused."""
-    return parse_spec(text, _type_names(), machine)
+    return parse_spec(text, _type_names(), machine, machine.qemu)
+
+
+@lru_cache(maxsize=1024)
+def _machine_globals(qemu: str, machine_type: str, type_name: str,
+                     vdev_type: str) -> tuple[tuple[str, object, str], ...]:
+    """The machine type's compat properties for one device type, typed like -device
+    options: ``(property, value, "pc-i440fx-5.2 (hw_compat_5_2)")``."""
+    props = type_properties(type_name, qemu)
+    out = []
+    for g in device_globals(qemu, machine_type, type_name, vdev_type):
+        prop = props.get(g.property)
+        if prop is None:  # the type has no such property (an optional global)
+            continue
+        out.append((g.property, parse_value(prop, g.value, qemu=qemu), f"{machine_type} ({g.array})"))
+    return tuple(out)
 
 
 def _pci_qdev_realize(proxy: VirtIOPCIProxy, tracer: Tracer, ds: DeviceSpec, m: Machine) -> None:
@@ -145,17 +169,61 @@ def _pci_qdev_realize(proxy: VirtIOPCIProxy, tracer: Tracer, ds: DeviceSpec, m: 
         proxy.pci_add_option_rom()
 
 
-def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False) -> Trace:
-    """Plug one virtio-pci device the way QEMU 7.2 does and record every step.
+def resolve(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False,
+            qemu: str | None = None) -> tuple[DeviceSpec, Machine]:
+    """The parsed spec (with its machine type's compat properties) and the machine."""
+    if isinstance(machine, Machine):
+        if qemu is not None and release(qemu).version != machine.qemu:
+            raise VirtioLabError(f"qemu={qemu} but the Machine is QEMU {machine.qemu}'s: "
+                                 f"give one of them")
+        m = machine
+    else:
+        m = Machine(machine, root_port, qemu=DEFAULT_RELEASE if qemu is None else qemu)
+    if isinstance(spec, DeviceSpec):
+        ds = spec if spec.qemu == m.qemu else _parse(spec.text, m)
+    elif isinstance(spec, str):
+        ds = _parse(spec, m)
+    else:
+        ds = parse_spec(spec, _type_names(), m, m.qemu)
+    info = _types().get(ds.type) or model_for(ds.type)
+    return ds.with_globals(_machine_globals(m.qemu, m.type, ds.type, info.model.vdev_type)), m
 
-    ``spec`` is a ``-device`` string (``"virtio-net-pci,disable-legacy=on"``).
+
+def _apply_globals(tracer: Tracer, ds: DeviceSpec, m: Machine) -> None:
+    """hw/core/qdev.c: device_post_init -> qdev_prop_set_globals: the machine type's compat
+    properties reach the new device (and its virtio child) before the -device options do."""
+    if not ds.globals:
+        return
+    shown = ", ".join(f"{name}={_show(value)} ({where.split(' ', 1)[1].strip('()')})"
+                      for name, value, where in ds.globals)
+    mine = [name for name, _, _ in ds.globals if ds.has(name)]
+    with tracer.call("object_apply_global_props", "qom/object.c",
+                     f"Machine type {m.type} keeps QEMU {m.type_version}'s defaults for this "
+                     f"device: it sets {shown}"
+                     + (f"; the spec's own {', '.join(mine)} {'wins' if len(mine) == 1 else 'win'}"
+                        if mine else "")
+                     + ". (Its compat properties apply to a type and every type derived from it.)",
+                     globals=tuple((name, where) for name, _, where in ds.globals)):
+        pass
+
+
+def _show(value: object) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool = False,
+         qemu: str | None = None) -> Trace:
+    """Plug one virtio-pci device the way QEMU ``qemu`` (5.2, 7.2 or 10.0; default 7.2)
+    does and record every step.
+
+    ``spec`` is a ``-device`` string (``"virtio-net-pci,disable-legacy=on"``); ``machine``
+    is ``pc``, ``q35`` (the release's newest machine types) or a versioned type such as
+    ``pc-q35-7.2``, whose compat properties then set the defaults.
     Raises :class:`~virtio_lab.errors.VirtioLabError` for bad input; a combination
     QEMU refuses raises :class:`PlugError` with QEMU's message and ``.trace`` set to
     the events up to the refusal.
     """
-    m = machine if isinstance(machine, Machine) else Machine(machine, root_port)
-    ds = (spec if isinstance(spec, DeviceSpec) else _parse(spec, m) if isinstance(spec, str)
-          else parse_spec(spec, _type_names(), m))
+    ds, m = resolve(spec, machine, root_port, qemu)
     info = _types().get(ds.type) or model_for(ds.type)
     if ds.value("bus") is not None:
         m.check_bus(ds.value("bus"))
@@ -163,9 +231,11 @@ def plug(spec: str | DeviceSpec, machine: str | Machine = "pc", root_port: bool 
         m = replace(m, devfn=ds.value("addr"))
     tracer = Tracer(Facts())
     proxy = VirtIOPCIProxy(info, ds, tracer, bus_path=m.bus_path, pcie_port=m.pcie_port,
-                           bus_is_express=m.bus_is_express, bdf=m.bdf)
+                           bus_is_express=m.bus_is_express, bdf=m.bdf, release=m.qemu,
+                           machine_type=m.type)
     try:
         proxy.instance_init()
+        _apply_globals(tracer, ds, m)
         with tracer.call("qdev_realize", "hw/core/qdev.c",
                          f"qdev_device_add puts {ds.type} on {m.bus_path} (slot {m.bdf}) and sets "
                          f"its realized property to true."):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 __all__ = ["DEFAULT_RELEASE", "RELEASES", "RENAMED", "cite", "names_of"]
 
-DEFAULT_RELEASE = "7.2"
-RELEASES = ("5.2", "7.2", "10.0")
+from .release import DEFAULT_RELEASE, release_names
+
+RELEASES = release_names()
 
 Cite = tuple[str, str]  # (file, function)
 

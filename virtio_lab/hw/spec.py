@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
 from ..errors import VirtioLabError, VirtioLabTypeError, shown
 from ..errors import type_name as type_name_of
+from .release import DEFAULT_RELEASE, release
 
 __all__ = ["PropDef", "DeviceSpec", "DeviceOpts", "parse_spec", "device_opts", "qemu_opts",
            "id_wellformed", "type_properties", "known_types", "qdict_order"]
@@ -37,11 +38,13 @@ class PropDef:
 
 
 def _convert_default(ptype: str, text: str | None) -> Any:
+    """A default as ``-device TYPE,help`` prints it (5.2/7.2: ``true``/``false``; 10.0:
+    ``on``/``off``)."""
     if text is None:
         return None
     text = text.strip('"')
     if ptype == "bool":
-        return text == "true"
+        return text in ("true", "on")
     if ptype in ("uint8", "uint16", "uint32", "uint64", "int32", "int64", "int", "size"):
         return int(text)
     return text
@@ -53,7 +56,7 @@ def _props_dir(qemu: str):
 
 
 @lru_cache(maxsize=None)
-def type_properties(type_name: str, qemu: str = "7.2") -> dict[str, PropDef]:
+def type_properties(type_name: str, qemu: str = DEFAULT_RELEASE) -> dict[str, PropDef]:
     """The properties QEMU ``qemu`` lists for ``type_name`` (an empty dict if unknown)."""
     if not _TYPE_NAME.fullmatch(type_name):  # never a path: "../x", NUL bytes, slashes
         return {}
@@ -69,12 +72,14 @@ def type_properties(type_name: str, qemu: str = "7.2") -> dict[str, PropDef]:
         name, ptype, rest = m.group(1), m.group(2), m.group(3) or ""
         d = _DEFAULT.search(rest)
         help_text = _DEFAULT.sub("", rest).strip()
+        if help_text.startswith(_DEVFN_HELP):  # 10.0 prints the PCI address as <str>
+            ptype = "int32"
         props[name] = PropDef(name, ptype, _convert_default(ptype, d.group(1) if d else None), help_text)
     return props
 
 
 @lru_cache(maxsize=None)
-def known_types(qemu: str = "7.2") -> tuple[str, ...]:
+def known_types(qemu: str = DEFAULT_RELEASE) -> tuple[str, ...]:
     files = _props_dir(qemu)
     return tuple(sorted(p.name[:-4] for p in files.iterdir() if p.name.endswith(".txt")))
 
@@ -157,7 +162,7 @@ _BLOCKSIZE_HELP = "A power of two between 512 B and 2 MiB"
 _BLOCKSIZE_MIN, _BLOCKSIZE_MAX = 512, 2 * 1024 * 1024
 
 
-def _check_size_kind(prop: PropDef, owner: str, value: int) -> int:
+def _check_size_kind(prop: PropDef, owner: str, value: int, qemu: str = DEFAULT_RELEASE) -> int:
     """The setters of QEMU's size-like property types (hw/core/qdev-properties*.c:
     set_size32 — at most UINT32_MAX, named by the owning virtio device's type;
     set_blocksize — 0 (unset) or a power of two in [512 B, 2 MiB], named with the
@@ -166,12 +171,16 @@ def _check_size_kind(prop: PropDef, owner: str, value: int) -> int:
         raise VirtioLabError(f"Property {owner}.{prop.name} doesn't take value {value} "
                              f"(maximum: {0xFFFFFFFF})")
     if prop.help.startswith(_BLOCKSIZE_HELP) and value:
+        rel = release(qemu)
         if not _BLOCKSIZE_MIN <= value <= _BLOCKSIZE_MAX:
-            raise VirtioLabError(f"Property .{prop.name} doesn't take value {value} "
-                                 f"(minimum: {_BLOCKSIZE_MIN}, maximum: {_BLOCKSIZE_MAX})")
+            raise VirtioLabError(rel.text(
+                "blocksize-range", "Property .{name} doesn't take value {value} "
+                "(minimum: {lo}, maximum: {hi})", name=prop.name, value=value,
+                lo=_BLOCKSIZE_MIN, hi=_BLOCKSIZE_MAX))
         if value & (value - 1):
-            raise VirtioLabError(f"Property .{prop.name} doesn't take value '{value}', "
-                                 "it's not a power of 2")
+            raise VirtioLabError(rel.text(
+                "blocksize-pow2", "Property .{name} doesn't take value '{value}', it's not a "
+                "power of 2", name=prop.name, value=value))
     return value
 
 
@@ -189,7 +198,7 @@ def _check_writable(type_name: str, key: str) -> None:
         raise VirtioLabError(f"Property '{owner}.{key}' is not writable")
 
 
-def _poll_interval(value: int, owner: str) -> int:
+def _poll_interval(value: int, owner: str, qemu: str = DEFAULT_RELEASE) -> int:
     """virtio-balloon.c: balloon_stats_set_poll_interval — seconds, 0 (off) up to UINT32_MAX."""
     if value < 0:
         raise VirtioLabError("timer value must be greater than zero")
@@ -198,7 +207,7 @@ def _poll_interval(value: int, owner: str) -> int:
     return value
 
 
-def _mem_block_size(value: int, owner: str) -> int:
+def _mem_block_size(value: int, owner: str, qemu: str = DEFAULT_RELEASE) -> int:
     """virtio-mem.c: virtio_mem_set_block_size — a power of two, at least 1 MiB."""
     if value < 1 << 20:
         raise VirtioLabError("'block-size' property has to be at least 0x100000")
@@ -207,10 +216,11 @@ def _mem_block_size(value: int, owner: str) -> int:
     return value
 
 
-def _reserved_regions_len(value: int, owner: str) -> int:
+def _reserved_regions_len(value: int, owner: str, qemu: str = DEFAULT_RELEASE) -> int:
     """virtio-iommu-pci's reserved-regions array: QEMU 7.2 refuses any length but 0 given
-    on -device ("set more than once": the length was already taken when it is set)."""
-    if value:
+    on -device ("set more than once": the length was already taken when it is set); 5.2's
+    QemuOpts path sets it once and takes it (10.0 has a list property instead)."""
+    if value and release(qemu).option_parser == "keyval":
         raise VirtioLabError("array size property len-reserved-regions may not be set more than once")
     return value
 
@@ -218,7 +228,7 @@ def _reserved_regions_len(value: int, owner: str) -> int:
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
 
 
-def _macaddr(value: str, owner: str) -> str:
+def _macaddr(value: str, owner: str, qemu: str = DEFAULT_RELEASE) -> str:
     """hw/core/qdev-properties-system.c: set_mac — six two-digit hex bytes, each
     separator ':' or '-'."""
     if not _MAC.fullmatch(value):
@@ -236,10 +246,54 @@ def _inner_type(type_name: str) -> str:
     return re.sub(r"-pci(-(non-)?transitional)?$", "", type_name) + "-device"
 
 
-def parse_value(prop: PropDef, text: str, owner: str = "") -> Any:
-    """Convert one property value from its spec text, raising QEMU's message on failure.
+def _parse_size_strtod(name: str, text: str) -> int:
+    """QEMU 5.2's qemu_strtosz (util/cutils.c: do_strtosz), the string input visitor's size:
+    the number is read with strtod (so 1e3, 1.5 and hex floats parse), then a B/K/M/G/T/P/E
+    suffix; a fraction needs a scaling suffix; negative or from 2^64 up is out of range."""
+    bad = VirtioLabError(f"Parameter '{name}' expects a non-negative number below 2^64",
+                         "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
+                         "tera-, peta- and exabytes, respectively.")
+    m = _STRTOD.match(text)
+    if not m or not m.group(0).strip():
+        raise bad
+    number, rest = m.group(0), text[m.end():]
+    try:
+        val = float.fromhex(number) if "x" in number.lower() else float(number)
+    except (ValueError, OverflowError):
+        raise bad from None
+    if val != val or val in (float("inf"), float("-inf")):
+        if not _STRTOD_OVERFLOW.fullmatch(number.strip()):
+            raise bad  # inf, nan: qemu_strtod_finite refuses them
+        if rest:
+            raise bad
+        raise VirtioLabError(f"Value '{text}' is out of range for parameter '{name}'")
+    mul = _SIZE_SUFFIX.get(rest[:1].lower()) if rest else None
+    if mul is not None:
+        rest = rest[1:]
+    else:
+        mul = 1
+    if rest or (mul == 1 and val != int(val)):
+        raise bad
+    if val * mul > 18446744073709549568.0 or val < 0:  # nextafter(0x1p64, 0)
+        raise VirtioLabError(f"Value '{text}' is out of range for parameter '{name}'")
+    return int(val * mul)
 
-    ``owner`` is the type QEMU names in a size32 range error (the inner virtio device)."""
+
+#: What C's strtod reads: spaces, a sign, then a decimal or hex float (or inf/nan).
+_STRTOD = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)"
+                     r"(?:[pP][+-]?[0-9]+)?|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                     r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])")
+#: a finite-looking decimal whose value overflows a double (strtod: ERANGE)
+_STRTOD_OVERFLOW = re.compile(r"[+-]?[0-9.]+[eE][+-]?[0-9]+")
+
+
+def parse_value(prop: PropDef, text: str, owner: str = "", qemu: str = DEFAULT_RELEASE) -> Any:
+    """Convert one property value from its spec text, raising QEMU ``qemu``'s message on failure.
+
+    ``owner`` is the type QEMU names in a size32 range error (the inner virtio device).
+    5.2 reads values with the string input visitor (qapi/string-input-visitor.c), 7.2 and
+    10.0 with the keyval one (qapi/qobject-input-visitor.c): the checks match, the words not."""
+    opts = release(qemu).option_parser == "qemu_opts"
     t = prop.type
     if t == "bool":
         if text in _BOOL_TRUE:
@@ -250,34 +304,49 @@ def parse_value(prop: PropDef, text: str, owner: str = "") -> Any:
     if t == "OnOffAuto":
         if text in ("on", "off", "auto"):
             return text
+        if opts:  # qapi-visit-core.c: input_type_enum
+            raise VirtioLabError(f"Invalid parameter {shown(text)}")
         raise VirtioLabError(f"Parameter '{prop.name}' does not accept value {shown(text)}")
     if t in _INT_RANGES:
         lo, hi, cname = _INT_RANGES[t]
         v = _parse_int(text)
+        # what the visitor says when the text is no 64-bit number
+        nan = (f"Parameter '{prop.name}' expects {'uint64' if t.startswith('u') else 'int64'}"
+               if opts else f"Parameter '{prop.name}' expects integer")
         if v is None:
-            raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
+            raise VirtioLabError(nan)
         # the visitor reads every integer as 64 bits first (qemu_strtou64 wraps a negative,
         # qemu_strtoi64 does not), and refuses what overflows that; then the type's range
         fits = -(2**64) < v < 2**64 if t.startswith("u") else -(2**63) <= v < 2**63
         if not fits:
-            raise VirtioLabError(f"Parameter '{prop.name}' expects integer")
+            raise VirtioLabError(nan)
         if v < 0 and t.startswith("u"):
             v &= 2**64 - 1  # strtoull wraps negatives, then the range check refuses them
         if not lo <= v <= hi:
             raise VirtioLabError(f"Parameter '{prop.name}' expects {cname}")
         return v
     if t == "size":
-        return _check_size_kind(prop, owner, _parse_size(prop.name, text))
+        size = _parse_size_strtod(prop.name, text) if opts else _parse_size(prop.name, text)
+        return _check_size_kind(prop, owner, size, qemu)
     return text  # str, links (backend ids), enums kept verbatim
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A parsed ``-device`` spec: the type and the properties the user set, typed."""
+    """A parsed ``-device`` spec: the type and the properties the user set, typed.
+
+    ``qemu`` is the release whose properties and defaults apply; ``globals`` the values the
+    machine type's compat properties give this type, ``(name, value, origin)`` in the order
+    QEMU applies them (a later one wins, the user's own options win over all of them)."""
 
     type: str
     options: tuple[tuple[str, Any], ...]
     text: str
+    qemu: str = DEFAULT_RELEASE
+    globals: tuple[tuple[str, Any, str], ...] = ()
+    #: values put in by hand, as a compat property would be but after the machine type's
+    #: (``diff`` asks "what if this one property had b's value?"): ``(name, value)``
+    whatif: tuple[tuple[str, Any], ...] = ()
 
     @cached_property
     def _set(self) -> dict[str, Any]:
@@ -286,8 +355,13 @@ class DeviceSpec:
 
     @cached_property
     def _effective(self) -> dict[str, Any]:
-        """QEMU's defaults for this type, overlaid with the user's options."""
-        values = {name: p.default for name, p in type_properties(self.type).items()}
+        """QEMU's defaults for this type, then the machine type's globals, then the user's options."""
+        props = type_properties(self.type, self.qemu)
+        values = {name: value for name, value in release(self.qemu).hardwired.items()
+                  if name not in props}
+        values.update((name, p.default) for name, p in props.items())
+        values.update((name, value) for name, value, _ in self.globals)
+        values.update(self.whatif)
         values.update(self._set)
         return values
 
@@ -298,8 +372,39 @@ class DeviceSpec:
         return name in self._set
 
     def value(self, name: str) -> Any:
-        """The effective value: the user's, else QEMU's default for this type."""
+        """The effective value: the user's, else the machine type's, else QEMU's default."""
         return self._effective.get(name)
+
+    def origin(self, name: str) -> str:
+        """Where ``value(name)`` comes from: ``"user"``, the compat property that set it
+        (``"pc-i440fx-5.2 (hw_compat_5_2)"``), ``"default"`` or ``"hardwired"`` (the
+        release has no such property; its code behaves as this value)."""
+        if name in self._set:
+            return "user"
+        if name in dict(self.whatif):
+            return "what-if"
+        for prop, _, where in reversed(self.globals):
+            if prop == name:
+                return where
+        return "default" if name in type_properties(self.type, self.qemu) else "hardwired"
+
+    def origin_text(self, name: str) -> str:
+        """``origin(name)`` in words, for the narration: "the property's default",
+        "pc-i440fx-5.2 sets it (hw_compat_5_2)", "QEMU 5.2 has no such property"..."""
+        where = self.origin(name)
+        if where == "user":
+            return f"{name}= from the spec"
+        if where == "default":
+            return "the property's default"
+        if where == "hardwired":
+            return f"QEMU {self.qemu} has no {name} property"
+        if where == "what-if":
+            return "set by a what-if"
+        machine, _, array = where.partition(" ")
+        return f"{machine} sets it {array}".rstrip()
+
+    def with_globals(self, globals: tuple[tuple[str, Any, str], ...]) -> "DeviceSpec":
+        return replace(self, globals=tuple(globals))
 
 
 #: QEMU's identifiers (util/id.c: id_wellformed): an ASCII letter, then letters, digits,
@@ -478,11 +583,14 @@ def unknown_model(type_name: str, known) -> VirtioLabError:
     return VirtioLabError(f"{shown(type_name)} is not a valid device model name", hint)
 
 
-def parse_spec(text: str, supported: tuple[str, ...] | None = None, machine=None) -> DeviceSpec:
-    """Parse ``TYPE[,prop=value...]`` like QEMU's -device option, in QEMU's order of checks
-    (qemu_opts_parse_noisily, then qdev-monitor.c: qdev_device_add_from_qdict): the id, the
-    driver (an alias resolved), ``bus=`` (on ``machine``, when given: its ``check_bus`` and
-    the ``device_ids`` already taken), then the properties in QDict order."""
+def parse_spec(text: str, supported: tuple[str, ...] | None = None, machine=None,
+               qemu: str = DEFAULT_RELEASE) -> DeviceSpec:
+    """Parse ``TYPE[,prop=value...]`` like QEMU ``qemu``'s -device option, in QEMU's order of
+    checks (qemu_opts_parse_noisily, then qdev-monitor.c: qdev_device_add_from_qdict): the id,
+    the driver (an alias resolved), ``bus=`` (on ``machine``, when given: its ``check_bus`` and
+    the ``device_ids`` already taken), then the properties (6.0+: in QDict order; 5.2: as
+    written, qemu_opt_foreach)."""
+    qemu = release(qemu).version
     if not isinstance(text, str):
         raise VirtioLabTypeError(f"a device spec is a string such as \"virtio-net-pci,disable-legacy=on\", "
                                  f"not {type_name_of(text)}")
@@ -500,11 +608,11 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None, machine=None
     if type_name in ("help", "?"):
         raise VirtioLabError(f"-device {type_name} asks QEMU for its device list: "
                              "python -m virtio_lab devices lists the models")
-    known = supported if supported is not None else known_types()
+    known = supported if supported is not None else known_types(qemu)
     if type_name not in known and type_name in ALIASES:
         type_name = ALIASES[type_name]
     if type_name not in known:
-        if supported is not None and type_properties(type_name):
+        if supported is not None and type_properties(type_name, qemu):
             raise VirtioLabError(f"{shown(type_name)} needs a host backend that virtio_lab does not "
                                  "model (python -m virtio_lab devices lists the models)")
         raise unknown_model(type_name, known)
@@ -515,25 +623,30 @@ def parse_spec(text: str, supported: tuple[str, ...] | None = None, machine=None
     bus = next((v for k, v in reversed(opts.options) if k == "bus"), None)
     if machine is not None and bus is not None:
         machine.check_bus(bus)
-    props = type_properties(type_name)
-    # One value per key, the last one written (qemu_opts_to_qdict replaces earlier
-    # ones), checked in QEMU's QDict order; bus was consumed before that.
+    props = type_properties(type_name, qemu)
+    # 6.0+: one value per key, the last one written (qemu_opts_to_qdict replaces earlier
+    # ones), checked in QEMU's QDict order; 5.2: every option as written (qemu_opt_foreach).
+    # bus was consumed before that.
     raw = list(opts.options)
     last = dict(raw)
     typed: dict[str, Any] = {}
-    for key in qdict_order(list(last)):
+    if release(qemu).option_parser == "qemu_opts":
+        order = raw
+    else:
+        order = [(key, last[key]) for key in qdict_order(list(last))]
+    for key, value in order:
         if key == "bus":
-            typed[key] = last[key]
+            typed[key] = value
             continue
         prop = props.get(key)
         if prop is None:
             raise VirtioLabError(f"Property {shown(f'{type_name}.{key}')} not found")
         _check_writable(type_name, key)
         if prop.help.startswith(_DEVFN_HELP):
-            typed[key] = parse_devfn(type_name, key, last[key])
+            typed[key] = parse_devfn(type_name, key, value)
             continue
-        typed[key] = parse_value(prop, last[key], _inner_type(type_name))
+        typed[key] = parse_value(prop, value, _inner_type(type_name), qemu)
         if key in _SETTER_CHECKS:
-            typed[key] = _SETTER_CHECKS[key](typed[key], _inner_type(type_name))
+            typed[key] = _SETTER_CHECKS[key](typed[key], _inner_type(type_name), qemu)
     options = ([("id", opts.id)] if opts.id is not None else []) + [(key, typed[key]) for key, _ in raw]
-    return DeviceSpec(type_name, tuple(options), text.strip())
+    return DeviceSpec(type_name, tuple(options), text.strip(), qemu)

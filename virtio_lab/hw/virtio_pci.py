@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from ..errors import VirtioLabError, shown
 from ..pci import regs
@@ -33,6 +34,7 @@ from .devices import (
     TypeInfo,
 )
 from .qemu_names import DEFAULT_RELEASE, cite
+from .release import release as release_profile
 from .spec import DeviceSpec
 from .state import TreeNode
 
@@ -43,19 +45,20 @@ PCI = "hw/pci/pci.c"
 QDEV = "hw/core/qdev.c"
 VIRTIO = "hw/virtio/virtio.c"
 
+#: sizeof(struct virtio_pci_cap64): a virtio_pci_cap with 32-bit offset_hi and length_hi
+VIRTIO_PCI_CAP64_LEN = 24
+#: include/hw/virtio/virtio-gpu.h: the shared-memory region id of host-visible memory
+VIRTIO_GPU_SHM_ID_HOST_VISIBLE = 1
+
 #: virtio_legacy_allowed(): device ids that may still speak the legacy interface.
 VIRTIO_LEGACY_ALLOWED = frozenset({1, 2, 3, 4, 5, 7, 8, 9, 11, 12})  # + RPMSG, RPROC_SERIAL, CAIF
 
-#: Debian's firmware files QEMU finds for romfile= (size in bytes), as shipped by
-#: ipxe-qemu and seabios in Debian 12.
-ROM_FILES = {"efi-virtio.rom": 249344, "vgabios-virtio.bin": 39936}
 
-
-def romfile_size(name: str) -> int:
+def romfile_size(name: str, rom_files: Mapping[str, int] | None = None) -> int:
     """The size QEMU finds for ``romfile=NAME`` (-1: not found), as hw/pci/pci.c:
     pci_add_option_rom looks it up: softmmu/datadir.c: qemu_find_file tries NAME as a path
     first (any readable file, relative to the working directory), then the firmware
-    directory (Debian's files: ROM_FILES); the size is loader.c: get_image_size's, the
+    directory (``rom_files``: the release's Debian files, Release.rom_files); the size is loader.c: get_image_size's, the
     end of the file (lseek). Opened without blocking: QEMU would wait on a FIFO forever."""
     if os.access(name, os.R_OK):
         try:
@@ -68,7 +71,7 @@ def romfile_size(name: str) -> int:
             return -1
         finally:
             os.close(fd)
-    return ROM_FILES.get(name, -1)
+    return (release_profile().rom_files if rom_files is None else rom_files).get(name, -1)
 
 
 class PlugError(VirtioLabError):
@@ -94,7 +97,8 @@ class VirtIOPCIProxy:
     """The PCI side of one virtio device while QEMU realizes and plugs it."""
 
     def __init__(self, info: TypeInfo, spec: DeviceSpec, tracer: Tracer, *, bus_path: str,
-                 pcie_port: bool, bus_is_express: bool, bdf: str, release: str = DEFAULT_RELEASE):
+                 pcie_port: bool, bus_is_express: bool, bdf: str, release: str = DEFAULT_RELEASE,
+                 machine_type: str = ""):
         self.info = info
         self.release = release
         self.model: DeviceModel = info.model
@@ -104,6 +108,8 @@ class VirtIOPCIProxy:
         self.pcie_port = pcie_port
         self.bus_is_express = bus_is_express
         self.bdf = bdf
+        self.profile = release_profile(spec.qemu)
+        self.machine_type = machine_type
         self.cs: ConfigSpace | None = None
         # properties as the variant's instance_init and the user leave them
         if info.variant == "transitional":
@@ -292,7 +298,11 @@ class VirtIOPCIProxy:
                     self.cs, aer=bool(spec.value("aer")), deverr=bool(spec.value("x-pcie-deverr-init")),
                     lnkctl=bool(spec.value("x-pcie-lnkctl-init")), pm=bool(spec.value("x-pcie-pm-init")),
                     ats=bool(spec.value("ats")), ats_page_aligned=bool(spec.value("x-ats-page-aligned")),
-                    flr=bool(spec.value("x-pcie-flr-init")), extcap_init=bool(spec.value("x-pcie-extcap-init")))
+                    flr=bool(spec.value("x-pcie-flr-init")), extcap_init=bool(spec.value("x-pcie-extcap-init")),
+                    ext_tag=bool(spec.value("x-pcie-ext-tag")), err_unc_mask=bool(spec.value("x-pcie-err-unc-mask")),
+                    lnksta_dllla=self.profile.endpoint_lnksta_dllla and bool(spec.value("x-pcie-lnksta-dllla")),
+                    pm_no_soft_reset=bool(spec.value("x-pcie-pm-no-soft-reset")),
+                    pm_init_helper=self.profile.pm_init_helper)
             elif self.express:
                 tr.phase("Not on a PCIe port: drop the Express capability, so only the first "
                          "256 bytes of config space are reachable.", express=False)
@@ -331,7 +341,7 @@ class VirtIOPCIProxy:
                 elif prop == 0xFFFFFFFF and m.nvectors is not None:
                     vectors, why = m.nvectors(spec), "the device's rule for an unset vectors"
                 else:
-                    vectors, why = prop, "the property's default"
+                    vectors, why = prop, spec.origin_text("vectors")
             else:
                 why = "vectors= from the spec"
             self.nvectors = vectors
@@ -340,10 +350,16 @@ class VirtIOPCIProxy:
                      + (f" class_code = 0x{self.class_code:04x}." if self.class_code else ""),
                      nvectors=vectors)
             self.facts(nvectors=vectors)
+            if m.name == "virtio-iommu-pci" and not self.profile.machine_plugs_virtio_iommu:
+                self.fail(f"{self.machine_type} machine fails to create iommu-map device tree bindings",
+                          "Check your machine implements a hotplug handler for the virtio-iommu-pci "
+                          "device; check the guest is booted without FW or with -no-acpi")
             if m.name == "virtio-iommu-pci" and self.pcie_port:
                 self.fail("virtio-iommu-pci must be plugged on the root bus")
             if m.name == "virtio-vga":
                 self.virtio_vga_layout()
+            elif spec.value("hostmem"):
+                self.virtio_gpu_hostmem()
             if m.forced_modern:
                 tr.phase("virtio_pci_force_virtio_1: this device exists only as virtio 1.0, so "
                          "disable-legacy=on and disable-modern=off regardless of the spec.")
@@ -359,6 +375,8 @@ class VirtIOPCIProxy:
                                  (Region("vga.vram", 0, 8 << 20, "vram"),)),
                          "the VGA frame buffer (8 MiB of video RAM)")
         self.modern_mem_bar_idx, self.msix_bar_idx, self.modern_io_bar_idx = 2, 4, 5
+        if self.spec.value("hostmem"):
+            self.virtio_gpu_hostmem()
         if self.mult == 4:
             self.regions[0] = replace(self.regions[0], size=0x800)
             self.regions[1] = replace(self.regions[1], size=0x800)
@@ -370,6 +388,31 @@ class VirtIOPCIProxy:
                  f"BAR5) and packs the virtio regions at the end of BAR2 (common 0x{self.regions[0].offset:x}, "
                  f"isr 0x{self.regions[1].offset:x}, device 0x{self.regions[2].offset:x}, notify "
                  f"0x{self.regions[3].offset:x}), leaving its start for the VGA registers.")
+
+    def virtio_gpu_hostmem(self) -> None:
+        """hostmem= (virtio-gpu-pci, virtio-vga; 10.0): the host-visible memory becomes BAR4
+        (64-bit, prefetchable), MSI-X moves to BAR1, the modern registers to BAR2, and a
+        shared-memory capability (virtio_pci_add_shm_cap: cfg_type 8, id 1 = host visible)
+        describes it, ahead of every other capability."""
+        cs, tr = self.cs, self.tr
+        assert cs is not None
+        size = self.spec.value("hostmem")
+        if size & (size - 1):
+            self.fail("hw/pci/pci.c:1476: pci_register_bar: Assertion `is_power_of_2(size)' failed.",
+                      "QEMU aborts: a BAR's size must be a power of two, and hostmem= is BAR4's")
+        self.msix_bar_idx, self.modern_mem_bar_idx = 1, 2
+        pci_register_bar(cs, Bar(4, "mem64", size, True, "virtio-gpu-hostmem",
+                                 (Region("virtio-gpu-hostmem", 0, size, "hostmem"),)),
+                         f"hostmem={size}: the host-visible memory a driver maps blobs into")
+        shm = VirtIOPCIRegion("hostmem", 0, size, regs.VirtioCfgType.SHARED_MEMORY_CFG, "shm")
+        with tr.call("virtio_pci_add_shm_cap", VPC,
+                     f"Describe BAR4 with a shared-memory capability: cfg_type 8, id "
+                     f"{VIRTIO_GPU_SHM_ID_HOST_VISIBLE} (host visible), offset 0, length {size:#x}, "
+                     f"in the 64-bit form (virtio_pci_cap64)."):
+            self.virtio_pci_add_mem_cap(
+                shm, 4, 0, size, None, VIRTIO_PCI_CAP64_LEN,
+                f"Add the {VIRTIO_PCI_CAP64_LEN}-byte vendor capability (virtio shared-memory) "
+                f"to the list and copy the structure into it.", shm_id=VIRTIO_GPU_SHM_ID_HOST_VISIBLE)
 
     # -- Step 7-8 -------------------------------------------------------------
     def qdev_realize_backend(self) -> None:
@@ -522,25 +565,31 @@ class VirtIOPCIProxy:
                                  f"{' with the MSI-X vector registers' if msix_present else ''}) plus "
                                  f"{self.config_len} bytes of device config, rounded up to a power of two")
 
+    def region_name(self, role: str) -> str:
+        """virtio_pci_modern_regions_init's memory region names: after the device from 7.2
+        (virtio-pci-common-virtio-net), plain in 5.2 (virtio-pci-common)."""
+        suffix = f"-{self.model.vdev_name}" if self.profile.region_names_with_device else ""
+        return f"virtio-pci-{role}{suffix}"
+
     def modern_caps(self) -> None:
         cs, tr, spec = self.cs, self.tr, self.spec
         assert cs is not None
-        name = self.model.vdev_name
         with tr.call("virtio_pci_modern_regions_init", VPC,
                      f"Create the memory regions of the modern interface and their handlers: "
-                     f"virtio-pci-common-{name}, -isr-, -device-, -notify- and -notify-pio-{name} "
-                     f"(nothing is mapped or written yet)."):
+                     f"{self.region_name('common')}, -isr-, -device-, -notify- and "
+                     f"-{self.region_name('notify-pio').removeprefix('virtio-pci-')} (nothing is "
+                     f"mapped or written yet)."):
             pass
         for r in self.regions:
             self.add_mem_cap(r, self.modern_mem_bar_idx, r.offset, r.size,
-                             self.mult if r.role == "notify" else None, f"virtio-pci-{r.role}-{name}")
+                             self.mult if r.role == "notify" else None, self.region_name(r.role))
         if spec.value("modern-pio-notify"):
             pci_register_bar(cs, Bar(self.modern_io_bar_idx, "io", 4, False, "virtio-pci-io",
-                                     (Region(f"virtio-pci-notify-pio-{name}", 0, 4, "notify-pio"),)),
+                                     (Region(self.region_name("notify-pio"), 0, 4, "notify-pio"),)),
                              "modern-pio-notify=on: a 4-byte port a driver writes a queue index to")
             pio = VirtIOPCIRegion("notify-pio", 0, 4, regs.VirtioCfgType.NOTIFY_CFG, "notify-pio")
-            self.add_mem_cap(pio, self.modern_io_bar_idx, 0, 4, 0, f"virtio-pci-notify-pio-{name}")
-        bar_regions = tuple(Region(f"virtio-pci-{r.role}-{name}", r.offset, r.size, r.role)
+            self.add_mem_cap(pio, self.modern_io_bar_idx, 0, 4, 0, self.region_name("notify-pio"))
+        bar_regions = tuple(Region(self.region_name(r.role), r.offset, r.size, r.role)
                             for r in self.regions)
         pci_register_bar(cs, Bar(self.modern_mem_bar_idx, "mem64", self.modern_bar_size, True,
                                  "virtio-pci", bar_regions),
@@ -590,7 +639,7 @@ class VirtIOPCIProxy:
                     f"copy the structure into it.")
 
     def virtio_pci_add_mem_cap(self, r: VirtIOPCIRegion, bar: int, offset: int, length: int,
-                               multiplier: int | None, cap_len: int, why: str) -> int:
+                               multiplier: int | None, cap_len: int, why: str, shm_id: int = 0) -> int:
         cs, tr = self.cs, self.tr
         assert cs is not None
         label = regs.VIRTIO_CFG_NAMES[r.cfg_type]
@@ -603,8 +652,12 @@ class VirtIOPCIProxy:
             body[0] = cap_len
             body[1] = int(r.cfg_type)
             body[2] = bar
-            body[6:10] = offset.to_bytes(4, "little")
-            body[10:14] = length.to_bytes(4, "little")
+            body[3] = shm_id
+            body[6:10] = (offset & 0xFFFFFFFF).to_bytes(4, "little")
+            body[10:14] = (length & 0xFFFFFFFF).to_bytes(4, "little")
+            if cap_len == VIRTIO_PCI_CAP64_LEN:  # offset_hi, length_hi
+                body[14:18] = (offset >> 32).to_bytes(4, "little")
+                body[18:22] = (length >> 32).to_bytes(4, "little")
             if multiplier is not None:
                 body[14:18] = multiplier.to_bytes(4, "little")
             cs.store("config", pos + 2, bytes(body))
@@ -642,7 +695,7 @@ class VirtIOPCIProxy:
                 tr.phase(f"rombar=0: {romfile} is handed to the firmware through fw_cfg, so no "
                          f"ROM BAR appears in config space.")
                 return
-            fsize = romfile_size(romfile)
+            fsize = romfile_size(romfile, self.profile.rom_files)
             shown_name = shown(romfile, '"')
             if fsize < 0:
                 self.fail(f"failed to find romfile {shown_name}")

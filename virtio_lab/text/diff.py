@@ -1,9 +1,14 @@
-"""diff(a, b): what changes between two plugged devices, every difference named.
+"""diff(a, b): what changes between two plugged devices, every difference named, and why.
 
-``a`` and ``b`` are ``-device`` specs, traces or plug states. The result lists the
-config bytes that differ (with the structure and field each belongs to), the
-capabilities added, removed or changed, the BARs, and the feature bits, each bit
-by name. ``str()`` is plain text (the CLI's ``diff``); in a notebook
+``a`` and ``b`` are ``-device`` specs, traces or plug states, on any release and machine
+type. The result lists the config bytes that differ (with the structure and field each
+belongs to), the capabilities added, removed or changed, the BARs, and the feature bits,
+each bit by name; then the causes: every property whose value differs between the two
+sides (and where each value comes from: the spec, a machine type's compat property, the
+release's default, or a release that has no such property), with the differences it
+accounts for, found by plugging ``a`` again with just that property set to ``b``'s value;
+what no single property explains is the release's code, the device type or the machine.
+``str()`` is plain text (the CLI's ``diff``); in a notebook
 :func:`virtio_lab.views.diff_html` renders it. Standard library only.
 """
 
@@ -16,7 +21,7 @@ from ..errors import VirtioLabError
 from ..hw.state import PlugState
 from ..pci.layout import field_map
 
-__all__ = ["diff", "Diff", "ByteChange"]
+__all__ = ["diff", "Diff", "ByteChange", "Cause"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,30 @@ class ByteChange:
                 f"{self.old[::-1].hex()} -> {self.new[::-1].hex()}")
 
 
+@dataclass(frozen=True)
+class Cause:
+    """Why some of the differences exist.
+
+    ``kind`` is ``property`` (``name`` is a property whose value differs), ``release``
+    (the two releases' code), ``type`` (the device types) or ``machine`` (where the device
+    is plugged); ``explains`` holds the difference lines it accounts for."""
+
+    kind: str
+    name: str
+    text: str
+    explains: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class _Side:
     label: str
     state: PlugState | None
     type: str | None
     error: str | None = None
+    trace: Any = None
 
 
 @dataclass
@@ -55,6 +78,7 @@ class Diff:
     bars: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         """Any difference; two sides QEMU refuses with the same message do not differ."""
@@ -66,7 +90,19 @@ class Diff:
                 ("capabilities", self.caps), ("BARs", self.bars), ("features", self.features),
                 ("device", self.other), ("config bytes", [str(c) for c in self.bytes])]
 
+    def lines(self) -> list[str]:
+        """Every difference, one line each, as the sections list them (errors aside)."""
+        return [x for title, items in self.sections()[1:] for x in items]
+
+    def causes_of(self, line: str) -> list[Cause]:
+        """The causes that account for one difference line."""
+        return [c for c in self.causes if line in c.explains]
+
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, why: bool = False) -> str:
+        """Plain text, one difference a line; ``why``: then each cause with what it explains."""
         lines = [f"a: {self.a}", f"b: {self.b}"]
         if not self:
             same = f" (QEMU refuses both: {self.errors[0]})" if self.errors[0] else ""
@@ -75,26 +111,31 @@ class Diff:
             if items:
                 lines.append(f"{title} ({len(items)}):")
                 lines += [f"  {x}" for x in items]
+        if why and self.causes:
+            lines.append(f"why ({len(self.causes)}):")
+            for c in self.causes:
+                lines.append(f"  {c.text}")
+                lines += [f"      {x}" for x in c.explains]
         return "\n".join(lines)
 
 
 
-def _side(x: Any, machine: str, root_port: bool) -> _Side:
+def _side(x: Any, machine: str, root_port: bool, qemu: str | None = None) -> _Side:
     from ..hw.plug import Trace, plug
     from ..hw.virtio_pci import PlugError
     if isinstance(x, PlugState):
         return _Side(f"state at step {x.step}", x, None)
     if isinstance(x, Trace):
         return _Side(f"{x.spec.text} on {x.machine.label}", x.final, x.spec.type,
-                     str(x.error) if x.error else None)
+                     str(x.error) if x.error else None, x)
     try:
-        t = plug(x, machine, root_port)
+        t = plug(x, machine, root_port, qemu)
     except PlugError as err:
         t = err.trace
         if t is None or not t.events:
             return _Side(str(x), None, None, str(err))
-        return _Side(f"{t.spec.text} on {t.machine.label}", t.final, t.spec.type, str(err))
-    return _Side(f"{t.spec.text} on {t.machine.label}", t.final, t.spec.type)
+        return _Side(f"{t.spec.text} on {t.machine.label}", t.final, t.spec.type, str(err), t)
+    return _Side(f"{t.spec.text} on {t.machine.label}", t.final, t.spec.type, None, t)
 
 
 def _cap_key(c) -> tuple:
@@ -117,14 +158,28 @@ def _bar_text(b) -> str:
 
 
 def diff(a: Any, b: Any, machine: str = "pc", root_port: bool = False,
-         machine_b: str | None = None, root_port_b: bool | None = None) -> Diff:
+         machine_b: str | None = None, root_port_b: bool | None = None,
+         qemu: str | None = None, qemu_b: str | None = None) -> Diff:
     """Compare two devices (specs, traces or states) and name every difference.
 
-    Specs are plugged on ``machine``/``root_port`` (``machine_b``/``root_port_b`` for
-    ``b`` when given). A spec QEMU refuses is compared as far as its plug got.
+    Specs are plugged on ``machine``/``root_port`` of QEMU ``qemu`` (``machine_b``,
+    ``root_port_b``, ``qemu_b`` for ``b`` when given). A spec QEMU refuses is compared as
+    far as its plug got.
     """
-    sa = _side(a, machine, root_port)
-    sb = _side(b, machine_b or machine, root_port if root_port_b is None else root_port_b)
+    sa = _side(a, machine, root_port, qemu)
+    sb = _side(b, machine_b or machine, root_port if root_port_b is None else root_port_b,
+               qemu_b or qemu)
+    if sa.trace is not None and sb.trace is not None and sa.trace.qemu != sb.trace.qemu:
+        sa.label += f" (QEMU {sa.trace.qemu})"
+        sb.label += f" (QEMU {sb.trace.qemu})"
+    d = _compare(sa, sb)
+    if d and not any(d.errors) and sa.trace is not None and sb.trace is not None:
+        d.causes = _causes(sa.trace, sb.trace, d)
+    return d
+
+
+def _compare(sa: _Side, sb: _Side) -> Diff:
+    """The differences between two sides, without their causes."""
     d = Diff(sa.label, sb.label, (sa.error, sb.error))
     if sa.state is None or sb.state is None or sa.error or sb.error:
         return d  # a refused plug has no device to compare: the errors say why
@@ -214,3 +269,84 @@ def diff(a: Any, b: Any, machine: str = "pc", root_port: bool = False,
         if va != vb:
             d.other.append(f"{what}: {va} -> {vb}")
     return d
+
+
+def _show(value: Any, name: str = "") -> str:
+    if value is None:
+        return "absent"
+    if name == "vectors" and value == 0xFFFFFFFF:  # DEV_NVECTORS_UNSPECIFIED
+        return "unset (the device's own rule decides)"
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def _where(trace, name: str) -> str:
+    """Where a side's value of ``name`` comes from, in words."""
+    from ..hw.release import release
+    spec, rel = trace.spec, release(trace.qemu)
+    where = spec.origin(name)
+    if where == "user":
+        return "set in the spec"
+    if where == "default":
+        return f"QEMU {rel.version}'s default"
+    if where == "hardwired":
+        why = rel.hardwired_why.get(name)
+        return f"QEMU {rel.version} has no {name} property" + (f": {why}" if why else "")
+    machine, _, array = where.partition(" ")
+    return f"{machine} sets it {array}".rstrip()
+
+
+def _whatif(trace, name: str, value: Any, user: bool):
+    """``trace``'s plug again with just ``name`` set to ``value`` (as an option when ``user``)."""
+    from dataclasses import replace
+    from ..hw.plug import plug
+    spec = trace.spec
+    options = tuple((k, v) for k, v in spec.options if k != name) + (((name, value),) if user else ())
+    whatif = tuple((k, v) for k, v in spec.whatif if k != name) + (() if user else ((name, value),))
+    return plug(replace(spec, options=options, whatif=whatif), trace.machine)
+
+
+def _causes(ta, tb, d: Diff) -> list[Cause]:
+    """Each differing property with the differences it explains (a's plug again with only
+    that property changed to b's value: the lines that disappear), then what is left."""
+    from ..hw.release import release, rule_differences
+    from ..hw.virtio_pci import PlugError
+    lines = d.lines()
+    causes: list[Cause] = []
+    explained: set[str] = set()
+    if ta.spec.type == tb.spec.type:
+        ea, eb = ta.spec._effective, tb.spec._effective
+        for name in sorted(set(ea) | set(eb)):
+            va, vb = ea.get(name), eb.get(name)
+            if va == vb or name in ("addr", "bus", "id"):
+                continue
+            try:
+                t2 = _whatif(ta, name, vb, tb.spec.origin(name) == "user")
+                gone = set(lines) - set(_compare(_Side("", t2.final, t2.spec.type), _Side(
+                    "", tb.final, tb.spec.type)).lines())
+            except (VirtioLabError, PlugError, TypeError, ValueError, KeyError):
+                continue  # that value means nothing to a's release: not a single-property cause
+            if not gone:
+                continue
+            explained |= gone
+            causes.append(Cause("property", name,
+                                f"{name}: {_show(va, name)} ({_where(ta, name)}) -> {_show(vb, name)} "
+                                f"({_where(tb, name)})", tuple(x for x in lines if x in gone)))
+    rest = tuple(x for x in lines if x not in explained)
+    if not rest:
+        return causes
+    if ta.qemu != tb.qemu:
+        rules = rule_differences(release(ta.qemu), release(tb.qemu), rest)
+        causes.append(Cause("release", f"QEMU {ta.qemu} -> {tb.qemu}",
+                            f"QEMU {ta.qemu} -> {tb.qemu}: the releases' code differs"
+                            + (f" ({'; '.join(rules)})" if rules else ""), rest))
+    elif ta.spec.type != tb.spec.type:
+        causes.append(Cause("type", f"{ta.spec.type} -> {tb.spec.type}",
+                            f"the device type: {ta.spec.type} -> {tb.spec.type}", rest))
+    elif (ta.machine.name, ta.machine.root_port, ta.machine.devfn) != (
+            tb.machine.name, tb.machine.root_port, tb.machine.devfn):
+        causes.append(Cause("machine", f"{ta.machine.label} -> {tb.machine.label}",
+                            f"where it is plugged: {ta.machine.label} -> {tb.machine.label}", rest))
+    else:
+        causes.append(Cause("other", "together", "several properties together (no single one "
+                            "changes these alone)", rest))
+    return causes

@@ -51,13 +51,14 @@ def _words(features: int) -> list[str]:
     return [f"0x{(features >> (32 * i)) & 0xFFFFFFFF:08x}" for i in range(4)]
 
 
-def dump(source: Trace | str, machine: str = "pc", root_port: bool = False) -> dict[str, Any]:
+def dump(source: Trace | str, machine: str = "pc", root_port: bool = False,
+         qemu: str | None = None) -> dict[str, Any]:
     """The final state of a plug as a dict in the oracle's schema.
 
     A spec QEMU refuses gives ``{"error": message}``.
     """
     try:
-        trace = source if isinstance(source, Trace) else plug(source, machine, root_port)
+        trace = source if isinstance(source, Trace) else plug(source, machine, root_port, qemu)
     except VirtioLabError as err:
         return {"error": str(err)}
     st = trace.final
@@ -69,6 +70,8 @@ def dump(source: Trace | str, machine: str = "pc", root_port: bool = False) -> d
         "device": trace.spec.text,
         "machine": trace.machine.name,
         "root_port": trace.machine.root_port,
+        "qemu": trace.qemu,
+        "machine_type": trace.machine.type,
         "config": st.config[:256].hex(),
     }
     if trace.machine.name == "q35":

@@ -439,14 +439,14 @@ def device_config(state) -> bytes:
 
 
 def lspci_text(spec: str, machine: str = "pc", root_port: bool = False, level: int | str | None = 3,
-               verbose: int = 0) -> str:
+               verbose: int = 0, qemu: str | None = None) -> str:
     """What ``python -m virtio_lab lspci`` prints: the -vvv decoding and/or the hex dump."""
     from ..hw.plug import plug
     if isinstance(verbose, bool) or not isinstance(verbose, int) or not 0 <= verbose <= 3:
         raise VirtioLabTypeError(f"verbose is 0 to 3 (lspci -v, -vv, -vvv), not {shown(verbose)}")
     if level is not None:
         _level(level)
-    trace = plug(spec, machine, root_port)
+    trace = plug(spec, machine, root_port, qemu)
     st = trace.final
     cfg = device_config(st)
     bdf = trace.machine.bdf

@@ -20,7 +20,16 @@ def diff_html(d, *, css: bool = True) -> str:
         out.append(f'<h4>{esc(title)} ({len(items)})</h4><ul>')
         for it in items:
             mark = "➕ " if it.startswith(("added", "+ ")) else "➖ " if it.startswith(("removed", "- ")) else ""
-            out.append(f"<li class='mono'>{mark}{esc(it)}</li>")
+            why = "; ".join(c.name for c in d.causes_of(it))
+            tag = f" <span class='vl-why' title='{esc(why)}'>← {esc(why)}</span>" if why else ""
+            out.append(f"<li class='mono'>{mark}{esc(it)}{tag}</li>")
+        out.append("</ul>")
+    causes = d.causes
+    if causes:
+        out.append(f"<h4>why ({len(causes)})</h4><ul class='vl-causes'>")
+        for c in causes:
+            out.append(f"<li><b>{esc(c.name)}</b>: {esc(c.text)}<ul>"
+                       + "".join(f"<li class='mono'>{esc(x)}</li>" for x in c.explains) + "</ul></li>")
         out.append("</ul>")
     out.append("</div>")
     return "".join(out)

@@ -48,21 +48,23 @@ display:flex;gap:8px;align-items:center;z-index:2;flex-wrap:wrap}
 """
 
 
-def report_trace(source: Any, machine: str = "pc", root_port: bool = False) -> Trace:
+def report_trace(source: Any, machine: str = "pc", root_port: bool = False,
+                 qemu: str | None = None) -> Trace:
     """The trace a report shows: ``source`` itself, its plug, or the steps up to QEMU's refusal."""
     if isinstance(source, Trace):
         return source
     try:
-        return plug(source, machine, root_port)
+        return plug(source, machine, root_port, qemu)
     except PlugError as err:
         if err.trace is None or not err.trace.events:
             raise
         return err.trace
 
 
-def report_html(source: Any, machine: str = "pc", root_port: bool = False, *, radix: str = "hex") -> str:
+def report_html(source: Any, machine: str = "pc", root_port: bool = False, *, radix: str = "hex",
+                qemu: str | None = None) -> str:
     """The whole report as one HTML string (``source``: a spec or a trace)."""
-    trace = report_trace(source, machine, root_port)
+    trace = report_trace(source, machine, root_port, qemu)
     n = len(trace.events)
     title = f"{trace.spec.text} on {trace.machine.label}"
     sections = "".join(f'<section class="vl-s" id="s{i}" data-step="{i}"{" hidden" if i else ""}>'
