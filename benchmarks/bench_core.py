@@ -48,29 +48,42 @@ SKIP = {"romfile", "drive", "fsdev", "cryptodev", "memdev", "netdev", "chardev",
 MACHINES = (("pc", False), ("q35", False), ("q35", True))
 
 
-def sweep_batch(seed: int, n: int = 1000) -> list[tuple[str, str, bool]]:
-    """``n`` random option combinations, spread over every model and machine."""
+def sweep_batch(seed: int, n: int = 1000, qemu: str = "7.2",
+                machine_types: bool = False) -> list[tuple[str, str, bool]]:
+    """``n`` random option combinations, spread over every model and machine of release
+    ``qemu`` (with ``machine_types``: over its versioned machine types too)."""
+    from virtio_lab.hw.compat import machine_types as types_of
     rng = random.Random(seed)
     names = sorted(MODELS)
+    versioned = types_of(qemu)
     out = []
     for i in range(n):
         name = names[i % len(names)]
-        props = [p for p in type_properties(name).values() if p.type in _VALUES and p.name not in SKIP]
+        props = [p for p in type_properties(name, qemu).values()
+                 if p.type in _VALUES and p.name not in SKIP]
         chosen = rng.sample(props, min(len(props), rng.randint(0, 4)))
         opts = [model_spec(name)] + [f"{p.name}={rng.choice(_VALUES[p.type])}" for p in chosen]
-        out.append((",".join(opts), *rng.choice(MACHINES)))
+        machine, rp = rng.choice(MACHINES)
+        if machine_types:
+            machine = rng.choice([t for t in versioned if t.startswith("pc-q35" if machine == "q35"
+                                                                        else "pc-i440fx")])
+        out.append((",".join(opts), machine, rp))
     return out
 
 
-_BATCHES = cycle([sweep_batch(seed) for seed in range(8)])  # fresh specs run after run
+def _sweeper(qemu: str, machine_types: bool = False):
+    batches = cycle([sweep_batch(seed, qemu=qemu, machine_types=machine_types) for seed in range(8)])
+
+    def run() -> None:  # fresh specs run after run
+        for spec, machine, root_port in next(batches):
+            try:
+                plug(spec, machine, root_port, qemu)
+            except VirtioLabError:
+                pass
+    return run
 
 
-def sweep() -> None:
-    for spec, machine, root_port in next(_BATCHES):
-        try:
-            plug(spec, machine, root_port)
-        except VirtioLabError:
-            pass
+sweep = _sweeper("7.2")
 
 
 # ------------------------------------------------------------------ import time
@@ -89,6 +102,12 @@ def import_core() -> float:
 
 def import_core_and_plug() -> float:
     return _import_time("virtio_lab.hw.plug")
+
+
+def first_plug(qemu: str) -> float:
+    """``import virtio_lab`` and a first plug on release ``qemu`` in a fresh interpreter:
+    what loading that release's tables (properties, compat tables, QOM parents) costs."""
+    return _import_time(f"virtio_lab; virtio_lab.plug('virtio-net-pci', 'pc-q35-5.2', qemu='{qemu}')")
 
 
 def import_widgets() -> float | dict:
@@ -162,9 +181,22 @@ BENCHMARKS = [
     ("plug virtio-net-pci (pc)", 0.2e-3, lambda: plug("virtio-net-pci")),
     *[(f"plug {name}", 0.5e-3, (lambda s=model_spec(name): plug(s))) for name in sorted(MODELS)],
     ("plug virtio-net-pci (q35 + root port)", 0.5e-3, lambda: plug("virtio-net-pci", "q35", True)),
+    *[(f"plug virtio-net-pci (pc, QEMU {q})", 0.5e-3, (lambda q=q: plug("virtio-net-pci", qemu=q)))
+      for q in ("5.2", "10.0")],
+    *[(f"plug virtio-net-pci (q35 + root port, QEMU {q})", 0.5e-3,
+       (lambda q=q: plug("virtio-net-pci", "q35", True, q))) for q in ("5.2", "10.0")],
+    ("plug virtio-net-pci (pc-i440fx-5.2 on QEMU 7.2)", 0.5e-3,
+     lambda: plug("virtio-net-pci", "pc-i440fx-5.2", qemu="7.2")),
+    ("plug virtio-net-pci (pc-q35-7.2 + root port on QEMU 10.0)", 0.5e-3,
+     lambda: plug("virtio-net-pci", "pc-q35-7.2", True, "10.0")),
     ("sweep: 1,000 option combinations", 1.0, sweep),
+    *[(f"sweep: 1,000 option combinations, QEMU {q}", 1.0, _sweeper(q)) for q in ("5.2", "10.0")],
+    *[(f"sweep: 1,000 option combinations, QEMU {q}'s machine types", 1.0, _sweeper(q, True))
+      for q in ("7.2", "10.0")],
     ("import virtio_lab (fresh process)", 0.150, import_core),
     ("import virtio_lab.hw.plug (fresh process)", 0.150, import_core_and_plug),
+    *[(f"import + first plug on pc-q35-5.2, QEMU {q} (fresh process)", None,
+       (lambda q=q: first_plug(q))) for q in ("5.2", "7.2", "10.0")],
     ("full trace + all snapshots, memory", None, trace_memory),
 ]
 if (ROOT / "virtio_lab" / "widgets" / "__init__.py").exists():

@@ -148,3 +148,21 @@ def test_machines_cli_lists_compat_tables(capsys):
     rows = data["machines"][0]["compat"]
     assert {"driver": "pci-device", "property": "x-pcie-ext-tag", "value": "false",
             "array": "hw_compat_9_1"} in rows
+
+
+def test_explain_searches_the_release_it_is_told():
+    """Real 5.2 bytes (tests/data/qemu-5.2: virtio-net-pci on pc, MSI-X with 3 vectors) are
+    plain virtio-net-pci on 5.2, but need vectors=3 on 7.2."""
+    from virtio_lab.text.explain import explain
+    from virtio_lab.text.lspci import hexdump
+    case = json.loads((ROOT / "tests/data/qemu-5.2/pc__virtio-net-pci.json").read_text())
+    text = hexdump(bytes.fromhex(case["config"]), "00:03.0", 3)
+    on52 = explain(text, qemu="5.2")[0].qemu
+    assert on52["spec"] == "virtio-net-pci" and on52["exact"] and on52["qemu"] == "5.2"
+    on72 = explain(text)[0].qemu
+    assert on72["spec"] == "virtio-net-pci,vectors=3" and on72["qemu"] == "7.2"
+
+
+def test_the_guest_side_says_which_firmware_it_models():
+    with pytest.raises(VirtioLabError, match="SeaBIOS 1.14.0, which virtio_lab does not model"):
+        virtio_lab.probe("virtio-net-pci", qemu="5.2")

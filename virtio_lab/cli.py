@@ -179,7 +179,7 @@ def cmd_lspci(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .files import MAX_INPUT, read_input
     from .text.explain import explain, render
-    reports = explain(read_input(args.file, MAX_INPUT, "explain input"))
+    reports = explain(read_input(args.file, MAX_INPUT, "explain input"), args.qemu)
     if args.json:
         print(json.dumps([r.as_dict() for r in reports], indent=1))
     else:
@@ -254,13 +254,13 @@ COMMANDS["probe"] = ("the guest's side: SeaBIOS places the BARs, Linux 6.1's vir
 def cmd_queue(args: argparse.Namespace) -> int:
     from .guest.hands import fault
     from .guest.queue import queue
-    from .hw.machine import Machine
-    Machine(args.machine, args.root_port)
+    _machine(args)
     disk = None
     if args.disk:
         from .files import read_input
         disk = read_input(args.disk, 64 << 20, "a disk image")
-    run = queue(args.spec, args.machine, args.root_port, args.requests, disk=disk, qemu=args.qemu)
+    run = queue(args.spec, args.machine, args.root_port, args.requests, disk=disk,
+                qemu=args.qemu or "7.2")  # the device at work is modelled for 7.2
     if args.fault:
         fault(run, args.fault)
     print(json.dumps(run.to_json()) if args.json else run.narrate(all_events=args.all))
@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "explain":
             p.add_argument("file", help="a file holding lspci -x/-xxx/-xxxx output, or - for stdin")
             p.add_argument("--json", action="store_true", help="one JSON object per device")
+            _add_qemu(p)
         elif name == "session":
             p.add_argument("file", help="a session file saved by plug --save or Session.save")
             p.add_argument("--json", action="store_true", help="the session plus its config bytes")
@@ -315,8 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fault", choices=sorted(FAULTS), metavar="NAME",
                            help="then one bad request: " + ", ".join(sorted(FAULTS)))
             p.add_argument("--all", action="store_true", help="narrate the plug and the probe too")
-            p.add_argument("--qemu", default="7.2", metavar="X.Y",
-                           help="the QEMU release (the device at work is modelled for 7.2)")
             p.add_argument("--json", action="store_true",
                            help="the replay: bars, driver_ops and what each request left")
         if name == "probe":

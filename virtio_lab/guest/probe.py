@@ -167,6 +167,7 @@ def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = Fal
     else:
         raise VirtioLabError(f"probe takes a plug trace or a -device spec, not {type(trace_or_spec).__name__}")
     m = trace.machine
+    _check_firmware(trace.qemu)
     dev = GuestDevice(trace)
     first = len(dev.tracer.events)
     placement, lx = boot(dev)
@@ -175,6 +176,18 @@ def probe(trace_or_spec: Trace | str, machine: str = "pc", root_port: bool = Fal
     config = bytes(dev.config[:lx.cfg_size])
     bars = _bars(dev, config)
     return ProbeResult(full, first, config, placement, lx, dev.vdev.status, bars, _notify(dev, bars), dev)
+
+
+def _check_firmware(qemu: str) -> None:
+    """The guest side models SeaBIOS 1.16 (7.2 runs Debian's 1.16.2, 10.0 1.16.3); 5.2 runs
+    SeaBIOS 1.14.0, whose PCI setup virtio_lab does not model: say so, do not guess."""
+    from ..hw.release import release
+    rel = release(qemu)
+    if not rel.seabios.startswith("1.16"):
+        raise VirtioLabError(f"the guest side models SeaBIOS 1.16 and Linux 6.1; QEMU {rel.version} "
+                             f"runs SeaBIOS {rel.seabios}, which virtio_lab does not model",
+                             "probe --qemu 7.2 or 10.0; the plug itself (plug, dump, lspci) "
+                             f"models {rel.version}")
 
 
 def boot(dev: GuestDevice) -> tuple[Placement, LinuxResult]:

@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import VirtioLabError, VirtioLabTypeError, shown, type_name
+from ..hw.release import DEFAULT_RELEASE
 from ..pci import regs
 from ..pci.bits import get_le
 from ..pci.capability import walk_capabilities, walk_ext_capabilities
@@ -512,7 +513,7 @@ def _virtio_checks(r: DeviceReport, cfg: bytes) -> None:
 
 #: Reports already made, by (config bytes, on bus 0): the same bytes always explain the same
 #: way, and a dump of many devices repeats a few (a fleet's VMs, a host's virtual functions).
-_REPORTS: dict[tuple[bytes, bool], DeviceReport] = {}
+_REPORTS: dict[tuple[bytes, bool, str], DeviceReport] = {}
 _REPORTS_MAX = 1024
 
 
@@ -520,13 +521,13 @@ def _on_bus0(bdf: str) -> bool:
     return bdf == NO_BDF or bdf.split(":")[-2] == "00"
 
 
-def _decode(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
-    key = (cfg, _on_bus0(bdf))
+def _decode(bdf: str, header: str, line: int, cfg: bytes, qemu: str = DEFAULT_RELEASE) -> DeviceReport:
+    key = (cfg, _on_bus0(bdf), qemu)
     done = _REPORTS.get(key)
     if done is None:
         if len(_REPORTS) >= _REPORTS_MAX:
             _REPORTS.clear()
-        done = _REPORTS[key] = _decode_bytes(bdf, header, line, cfg)
+        done = _REPORTS[key] = _decode_bytes(bdf, header, line, cfg, qemu)
     return _copy(done, bdf, header, line)
 
 
@@ -539,10 +540,12 @@ def _copy(r: DeviceReport, bdf: str, header: str, line: int) -> DeviceReport:
                         [dict(e) for e in r.ext_caps], list(r.warnings), list(r.notes),
                         None if r.virtio is None else dict(r.virtio), qemu)
     copy.caps_ok = r.caps_ok
+    copy.release = r.release
     return copy
 
 
-def _decode_bytes(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
+def _decode_bytes(bdf: str, header: str, line: int, cfg: bytes,
+                  qemu: str = DEFAULT_RELEASE) -> DeviceReport:
     n = len(cfg)
     full = cfg + bytes(64 - n) if n < 64 else cfg  # the header, zeros past the dump (marked)
 
@@ -557,6 +560,7 @@ def _decode_bytes(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
         r.warnings.append("vendor id 0xffff: no device answered (or the dump is all ones)")
     if n > 0x0E and cfg[0x0E] & 0x7F:
         r.warnings.append(f"header type {cfg[0x0E] & 0x7F}: not a type 0 endpoint; decoded as type 0")
+    r.release = qemu
     r.bars = [{k: v for k, v in b.items() if k != "raw"} for b in _bar_kinds(full)]
     _header_fields(r, full, n)  # (marks the BARs past the dump too)
     walk = walk_capabilities(cfg)
@@ -577,7 +581,7 @@ def _decode_bytes(bdf: str, header: str, line: int, cfg: bytes) -> DeviceReport:
     if is_virtio:
         _virtio_checks(r, full)
         try:
-            r.qemu = _match_qemu(r, cfg)
+            r.qemu = _match_qemu(r, cfg, qemu)
         except VirtioLabError:  # pragma: no cover - candidate specs are built to be valid
             r.qemu = None
     return r
@@ -623,11 +627,15 @@ def _cut(r: DeviceReport, walk, n: int) -> str | None:
 
 
 DeviceReport.caps_ok = True  # type: ignore[attr-defined]
+DeviceReport.release = DEFAULT_RELEASE  # type: ignore[attr-defined]
 
 
-def explain(text: str | bytes) -> list[DeviceReport]:
-    """Decode every device of an lspci hex dump; see the module docstring."""
-    return [_decode(*blk) for blk in parse_dump(text)]
+def explain(text: str | bytes, qemu: str | None = None) -> list[DeviceReport]:
+    """Decode every device of an lspci hex dump; see the module docstring. The spec that
+    reproduces a virtio device is searched on QEMU ``qemu`` (5.2, 7.2, 10.0; default 7.2)."""
+    from ..hw.release import release
+    rel = release(qemu).version
+    return [_decode(*blk, rel) for blk in parse_dump(text)]
 
 
 # ----------------------------------------------------------------------------- QEMU match
@@ -714,11 +722,11 @@ def _labels(config: bytes):
 
 
 @lru_cache(maxsize=1024)  # at most a few MiB: each holds a 4 KiB config and two integers of it
-def _candidate(spec: str, machine: str, rp: bool) -> _Candidate | None:
+def _candidate(spec: str, machine: str, rp: bool, qemu: str = DEFAULT_RELEASE) -> _Candidate | None:
     """The plug of a candidate spec (None: QEMU refuses it); each is plugged once a process."""
     from ..hw.plug import plug
     try:
-        st = plug(spec, machine, rp).final
+        st = plug(spec, machine, rp, qemu).final
     except VirtioLabError:
         return None
     size = st.facts.config_size if st.facts.config_size in (256, 4096) else 256
@@ -765,28 +773,28 @@ _SEARCHES: dict[tuple, tuple[str, str, bool] | None] = {}
 _SEARCHES_MAX = 1024
 
 
-def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
+def _match_qemu(r: DeviceReport, cfg: bytes, qemu: str = DEFAULT_RELEASE) -> dict[str, Any] | None:
     if r.subsystem_vendor != 0x1AF4:
         return None
-    key = _search_key(r, cfg)
+    key = _search_key(r, cfg) + (qemu,)
     if key not in _SEARCHES:
         if len(_SEARCHES) >= _SEARCHES_MAX:
             _SEARCHES.clear()
-        _SEARCHES[key] = _search(r, cfg)
+        _SEARCHES[key] = _search(r, cfg, qemu)
     found = _SEARCHES[key]
     if found is None:
         return None
     spec, machine, rp = found
-    cand = _candidate(spec, machine, rp)
+    cand = _candidate(spec, machine, rp, qemu)
     assert cand is not None
     n_real, real, fw = _compare(cfg, cand)
     if n_real > 24:
-        r.notes.append(f"does not look like a QEMU 7.2 device: the closest spec ({spec}) differs in "
+        r.notes.append(f"does not look like a QEMU {qemu} device: the closest spec ({spec}) differs in "
                        f"{n_real} bytes" + (" (capabilities appended from 0x40: the Rust VMMs' layout)"
                                             if r.caps and r.caps[0]["offset"] == 0x40 and len(r.caps) > 1
                                             and r.caps[-1]["offset"] > 0x40 else ""))
         return None
-    return {"spec": spec, "machine": machine, "root_port": rp,
+    return {"spec": spec, "machine": machine, "root_port": rp, "qemu": qemu,
             "exact": n_real == 0,
             "differences": _describe_diffs(cfg, cand.config, real, fw),
             "firmware_state": FIRMWARE_NOTE if fw else "",
@@ -798,7 +806,7 @@ def _match_qemu(r: DeviceReport, cfg: bytes) -> dict[str, Any] | None:
             + ("; q35 without a root port gives the same bytes" if machine == "pc" else "")}
 
 
-def _search(r: DeviceReport, cfg: bytes) -> tuple[str, str, bool] | None:
+def _search(r: DeviceReport, cfg: bytes, qemu: str = DEFAULT_RELEASE) -> tuple[str, str, bool] | None:
     """The spec and machine that come closest to the dump: the candidates each device type
     allows (backend, legacy/modern mode, class, vectors, the PCIe toggles), fewest
     structural differences first."""
@@ -825,16 +833,16 @@ def _search(r: DeviceReport, cfg: bytes) -> tuple[str, str, bool] | None:
     def score(spec: str, machine: str, rp: bool):
         key = (spec, machine, rp)
         if key not in cache:
-            got = _candidate(spec, machine, rp)
+            got = _candidate(spec, machine, rp, qemu)
             cache[key] = None if got is None else (_compare(cfg, got), got.config)
         return cache[key]
 
     for name in names[:4]:
         model = model_for(name).model
-        props = type_properties(name)
+        props = type_properties(name, qemu)
         for mi, (machine, rp) in enumerate(machines):
             backend = ([_BACKENDS[model.backend]] if model.backend in _BACKENDS
-                       and _candidate(name, machine, rp) is None else [])
+                       and _candidate(name, machine, rp, qemu) is None else [])
             modes: list[list[str]] = [[]]
             if not model.forced_modern:
                 both = ["disable-legacy=off"] if rp else []
@@ -1000,7 +1008,7 @@ def render(reports: list[DeviceReport]) -> str:
         if r.qemu:
             q = r.qemu
             where = f"{q['machine']}" + (" --root-port" if q["root_port"] else "")
-            out.append(f"  QEMU 7.2: -device {q['spec']}  (machine {where})"
+            out.append(f"  QEMU {q.get('qemu', DEFAULT_RELEASE)}: -device {q['spec']}  (machine {where})"
                        + ("  — every device byte matches" if q["exact"] else ""))
             for d in q["differences"]:
                 out.append(f"    0x{d['offset']:02x} {d['structure']} {d['field']}: dump {d['dump']}, "
@@ -1009,6 +1017,6 @@ def render(reports: list[DeviceReport]) -> str:
                 out.append(f"    ({q['firmware_state']})")
             out.append(f"    ({q['note']})")
         elif r.virtio:
-            out.append("  QEMU 7.2: no matching -device spec")
+            out.append(f"  QEMU {r.release}: no matching -device spec")
         out.append("")
     return "\n".join(out) + "\n"
