@@ -50,6 +50,11 @@ CASES = [
     ("virtio-net", "pc", False),
     ("virtio-blk,drive=d0", "q35", False),
     ("virtio-rng", "q35", True),
+    # a user's addr= stands: the device is read where it put it (issue 14, item 1)
+    ("virtio-net-pci,addr=05.0", "pc", False),
+    ("virtio-net-pci,addr=0x1e", "q35", False),
+    ("virtio-rng-pci,addr=00.0", "q35", True),
+    ("virtio-net-pci,addr=05.0,", "pc", False),
     # commas and flags (util/qemu-option.c: get_opt_name_value)
     ("virtio-net-pci,", "pc", False),
     ("virtio-net-pci,,", "pc", False),
