@@ -233,3 +233,17 @@ def test_wrong_types_are_type_errors_with_one_line(call, expect):
         call()
     assert isinstance(err.value, TypeError) and expect in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_stdin_that_cannot_be_read_is_one_line(monkeypatch, capsys):
+    """Found by make fuzz: ``explain -`` where stdin raises (closed, or none at all)."""
+    class Broken:
+        class buffer:
+            @staticmethod
+            def read(n):
+                raise OSError(5, "Input/output error")
+
+    for stdin in (Broken(), None):
+        monkeypatch.setattr("sys.stdin", stdin)
+        code, _, err = _cli(["explain", "-"], capsys)
+        assert code == 2 and err.startswith("virtio_lab explain: cannot read explain input on stdin")

@@ -54,9 +54,15 @@ def _too_big(what: str, where: str, size: int | None, limit: int) -> VirtioLabEr
     return VirtioLabError(f"{what} {where} {have}; at most {size_text(limit)} is read")
 
 
-def read_stream(stream: BinaryIO, limit: int, what: str, where: str = "on stdin") -> bytes:
-    """At most ``limit`` bytes of an open binary stream (stdin, a pipe); more is refused."""
-    data = stream.read(limit + 1)
+def read_stream(stream: BinaryIO | None, limit: int, what: str, where: str = "on stdin") -> bytes:
+    """At most ``limit`` bytes of an open binary stream (stdin, a pipe); more is refused, and
+    a stream that cannot be read (closed, none at all) is one line too."""
+    try:
+        if stream is None:
+            raise OSError("there is none")
+        data = stream.read(limit + 1)
+    except (OSError, ValueError) as err:  # ValueError: a closed file
+        raise VirtioLabError(f"cannot read {what} {where}: {getattr(err, 'strerror', None) or err}") from None
     if len(data) > limit:
         raise _too_big(what, where, None, limit)
     return data
@@ -70,7 +76,7 @@ def read_input(path: Any, limit: int = MAX_INPUT, what: str = "input") -> bytes:
     socket is refused with one line, a file over ``limit`` by its size before any read."""
     path = _check_path(path, f"cannot read {what}")
     if path == "-":
-        return read_stream(sys.stdin.buffer, limit, what)
+        return read_stream(getattr(sys.stdin, "buffer", None), limit, what)
     where = shown(path, limit=100, tail=True)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
