@@ -59,23 +59,30 @@ def _cold() -> None:
     """Empty every cache explain keeps, so a run pays for each distinct device again."""
     ex._REPORTS.clear()
     ex._SEARCHES.clear()
+    ex._CAPS.clear()
     for cached in (ex._candidate, ex._labels, ex._field_line, ex._cap_lines):
         cached.cache_clear()
 
 
-def explain_dump(distinct: bool = False) -> float:
+def explain_dump(distinct: bool = False, budget: float | None = None) -> dict:
     """Parse, explain and render the dump (what ``python -m virtio_lab explain FILE`` does
-    after reading it), from cold caches; returns the seconds it took."""
+    after reading it), from cold caches, three times: the median wall time, and the CPU
+    time of this process beside it (on a shared machine the wall time holds the others')."""
     text = _TEXT.setdefault(distinct, _dump(distinct))
-    _cold()
-    t0 = time.perf_counter()
-    out = ex.render(ex.explain(text))
-    seconds = time.perf_counter() - t0
-    assert out.count("QEMU 7.2: -device") >= DEVICES * 9 // 10
-    return seconds
+    walls, cpus = [], []
+    for _ in range(3):
+        _cold()
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = ex.render(ex.explain(text))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        assert out.count("QEMU 7.2: -device") >= DEVICES * 9 // 10
+    wall, cpu = sorted(walls)[1], sorted(cpus)[1]
+    return {"value": wall, "unit": "s", "budget": budget,
+            "note": f"CPU {cpu:.2f} s, {cpu / DEVICES * 1e6:.0f} µs a device"}
 
 
 BENCHMARKS = [
-    ("explain: a 10,000-device dump (real captures), cold", 2.0, explain_dump),
+    ("explain: a 10,000-device dump (real captures), cold", 2.0, lambda: explain_dump(False, 2.0)),
     ("explain: 10,000 devices, no two the same bytes, cold", None, lambda: explain_dump(True)),
 ]

@@ -563,13 +563,9 @@ def _decode_bytes(bdf: str, header: str, line: int, cfg: bytes,
     r.release = qemu
     r.bars = [{k: v for k, v in b.items() if k != "raw"} for b in _bar_kinds(full)]
     _header_fields(r, full, n)  # (marks the BARs past the dump too)
-    walk = walk_capabilities(cfg)
     is_virtio = r.vendor_id == 0x1AF4 and r.device_id is not None and 0x1000 <= r.device_id <= 0x107F
-    r.caps = [_decode_cap(cfg, c, is_virtio) for c in walk.caps]
-    for c in r.caps:
-        c["explanation"] = cap_explanation(c)
-    cut = _cut(r, walk, n)
-    r.warnings += [p for p in walk.problems if "beyond" not in p and "too short" not in p]
+    r.caps, problems, cut = _capabilities(cfg, is_virtio)
+    r.warnings += problems
     r.caps_ok = cut is None
     if cut:
         r.warnings.append(cut)
@@ -606,15 +602,41 @@ def _cap_size(cfg: bytes, c) -> int:
     return max(_CAP_SIZES.get(c.id, 2), c.length)
 
 
-def _cut(r: DeviceReport, walk, n: int) -> str | None:
+#: The capability list decoded, by what it depends on: STATUS.CAP_LIST, the pointer at 0x34,
+#: bytes 0x40-0xff and the dump's length (the same device at other BAR addresses, a fleet).
+_CAPS: dict[tuple, tuple] = {}
+
+
+def _capabilities(cfg: bytes, is_virtio: bool) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    """(the capabilities in chain order, decoded and explained; the list's problems; the
+    one warning of a dump cut short, or None)."""
+    n = len(cfg)
+    key = (cfg[6] & 0x10 if n > 6 else None, cfg[0x34] if n > 0x34 else None, cfg[0x40:256],
+           n, is_virtio)
+    done = _CAPS.get(key)
+    if done is None:
+        walk = walk_capabilities(cfg)
+        caps = [_decode_cap(cfg, c, is_virtio) for c in walk.caps]
+        for c in caps:
+            c["explanation"] = cap_explanation(c)
+        cut = _cut(caps, walk, cfg)
+        problems = tuple(p for p in walk.problems if "beyond" not in p and "too short" not in p)
+        if len(_CAPS) >= _REPORTS_MAX:
+            _CAPS.clear()
+        done = _CAPS[key] = (tuple(tuple(c.items()) for c in caps), problems, cut)
+    return [dict(items) for items in done[0]], list(done[1]), done[2]
+
+
+def _cut(caps: list[dict[str, Any]], walk, cfg: bytes) -> str | None:
     """The one warning a dump cut short gets: where it ends, and which structure it cuts
     (the header, a capability, or the list before the capability it points to); None
     when every structure the dump shows is whole."""
+    n = len(cfg)
     if n < regs.PCI_CONFIG_HEADER_SIZE:
         return (f"the dump ends at 0x{n:02x}, inside the 64-byte header: the fields from there "
                 "on are not in it, nor are the capabilities")
-    for c, d in zip(walk.caps, r.caps):
-        size = _cap_size(r.config, c)
+    for c, d in zip(walk.caps, caps):
+        size = _cap_size(cfg, c)
         if c.offset + size > n:
             d["cut_at"] = n
             return (f"the dump ends at 0x{n:02x}, inside the {d['name']} capability at "
