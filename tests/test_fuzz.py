@@ -18,7 +18,9 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import string
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -41,6 +43,7 @@ SETTINGS = dict(deadline=None, database=None, derandomize=not SCALE,
 TRIED: Counter = Counter()
 TYPES = sorted(supported_types())
 NET = virtio_lab.plug("virtio-net-pci")
+SCRATCH = tempfile.mkdtemp(prefix="virtio_lab-fuzz-")  # the commands' working directory
 
 
 def examples(n: int) -> int:
@@ -48,6 +51,7 @@ def examples(n: int) -> int:
 
 
 def teardown_module(module) -> None:
+    shutil.rmtree(SCRATCH, ignore_errors=True)
     out = os.environ.get("VIRTIO_LAB_FUZZ_REPORT")
     if out:
         Path(out).write_text(json.dumps(dict(TRIED), indent=1) + "\n")
@@ -61,6 +65,8 @@ def run(argv: list[str], target: str, no_qemu: bool = False) -> tuple[int, str, 
     old = os.environ.get("VIRTIO_LAB_QEMU")
     if no_qemu:
         os.environ["VIRTIO_LAB_QEMU"] = "/nonexistent/qemu-system-x86_64"
+    here = os.getcwd()
+    os.chdir(SCRATCH)  # what a command writes by default (report's plug.html) lands here
     try:
         with time_limit(20), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -68,6 +74,7 @@ def run(argv: list[str], target: str, no_qemu: bool = False) -> tuple[int, str, 
             except SystemExit as exit_:  # argparse
                 code = exit_.code
     finally:
+        os.chdir(here)
         if no_qemu and old is None:
             os.environ.pop("VIRTIO_LAB_QEMU")
         elif no_qemu:
