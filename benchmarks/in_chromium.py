@@ -94,12 +94,7 @@ def load() -> str:
 class BenchHandler(run_lite.Handler):
     def do_GET(self):
         if urllib.parse.urlsplit(self.path).path == "/__bench.html":  # never part of the site
-            body = BARE_PAGE.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(BARE_PAGE.encode(), "text/html")
             return
         super().do_GET()
 

@@ -86,14 +86,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if path == "/jupyter-lite.json":
             data = json.loads((Path(self.directory) / "jupyter-lite.json").read_text())
             data["jupyter-config-data"]["exposeAppInBrowser"] = "true"
-            body = json.dumps(data).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(json.dumps(data).encode(), "application/json")
             return
         super().do_GET()
+
+    def reply(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_request(self, code="-", size="-"):
         self.served.append((time.monotonic(), urllib.parse.urlsplit(self.path).path, code, size))
@@ -353,9 +355,9 @@ def check_notebook(page, site: Path, path: str, timeout_s: float) -> dict:
         if not r["problems"]:
             differences, r["checked_outputs"] = output_differences(committed, cells)
             r["problems"] += differences
-            r["problems"] += step_explorers(page, explorers)
-            r["problems"] += widget_errors(page)
-        r["explorers"] = explorers
+            stepped = step_explorers(page, explorers)
+            r["problems"] += stepped + widget_errors(page)
+            r["explorers"] = 0 if stepped else explorers
     except Exception as err:  # a timeout waiting for the kernel: report it, go on with the next one
         r["problems"].append(f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")
     finally:
@@ -416,8 +418,8 @@ def main() -> int:
                 failed += not ok
                 results["notebooks"][nb] = r
                 print(f"lite-test: {'PASS' if ok else 'FAIL'} {nb}: kernel {r.get('kernel_s')} s, "
-                      f"run {r.get('run_s')} s, {r.get('checked_outputs', 0)} checked outputs equal, "
-                      f"{r.get('explorers', 0)} explorer(s) stepped"
+                      f"run {r.get('run_s')} s, {r.get('checked_outputs', 0)} checked outputs compared, "
+                      f"{r.get('explorers', 0)} explorer(s) stepped with ▶"
                       + "".join(f"\n    {p}" for p in r["problems"]), flush=True)
             ctx.close()
     finally:
